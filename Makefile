@@ -1,0 +1,31 @@
+# TokenHub — the commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test bench venv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## run: migrate SQLite, seed a demo admin/team/key, serve gateway + portal on http://127.0.0.1:8000
+run: venv
+	DEBUG=$${DEBUG:-1} $(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+## test: the whole suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
+test: venv
+	$(PY) -m pytest
+
+## bench: gateway overhead against the simulator (direct vs through the gateway)
+bench: venv
+	$(PY) -m tests.bench
+
+clean:
+	rm -rf $(VENV) var db.sqlite3

@@ -1,0 +1,70 @@
+from django.contrib import admin
+
+from proxy.catalog import invalidate_catalog
+
+from .models import Charge, CreditEntry, Model, Price
+
+
+class PriceInline(admin.TabularInline):
+    model = Price
+    extra = 0
+    ordering = ["-effective_from"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # price versions are immutable: add a new one with a later date
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "tier", "upstream_id", "lifecycle", "successor", "enabled", "recommended"]
+    list_filter = ["lifecycle", "enabled"]
+    list_editable = ["enabled"]
+    search_fields = ["public_id", "upstream_id", "tier"]
+    inlines = [PriceInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        invalidate_catalog()
+
+
+@admin.register(Price)
+class PriceAdmin(admin.ModelAdmin):
+    list_display = ["model", "effective_from", "input_per_mtok", "output_per_mtok",
+                    "cache_write_5m_multiplier", "cache_write_1h_multiplier", "cache_read_multiplier"]
+    list_filter = ["model"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None or not obj.charges.exists()
+
+
+@admin.register(Charge)
+class ChargeAdmin(admin.ModelAdmin):
+    list_display = ["request", "team", "api_key", "model", "amount", "estimated", "occurred_at"]
+    list_filter = ["team", "model", "estimated"]
+    date_hierarchy = "occurred_at"
+    list_select_related = ["request", "team", "api_key", "model"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(admin.ModelAdmin):
+    list_display = ["team", "amount", "kind", "note", "created_by", "created"]
+    list_filter = ["team", "kind"]
+    autocomplete_fields = ["team"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a ledger: corrections are new adjustment entries

@@ -1,0 +1,115 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+
+from tokenhub_portal.models import Team
+
+# Charges are kept to 1e-10 USD: a single cache-read token of the cheapest model
+# (0.80/1M × 0.1 = 8e-8) is represented exactly, with headroom for editable multipliers.
+MONEY = {"max_digits": 24, "decimal_places": 10}
+
+
+class Model(models.Model):
+    """A row of the model table: what clients call, what goes upstream, what it can do."""
+
+    class Lifecycle(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DEPRECATED = "deprecated", "Deprecated"
+        RETIRED = "retired", "Retired upstream"
+
+    public_id = models.CharField(max_length=100, unique=True, help_text="e.g. claude-sonnet-4-6")
+    aliases = models.JSONField(default=list, blank=True, help_text='e.g. ["anthropic/claude-sonnet-4-6"]')
+    upstream_id = models.CharField(max_length=100, help_text="model id sent to Anthropic")
+    tier = models.CharField(max_length=50, help_text="pricing tier name, e.g. Sonnet 4.6")
+    context_window = models.PositiveIntegerField(default=200_000)
+    max_output_tokens = models.PositiveIntegerField(default=64_000)
+    accepts_sampling = models.BooleanField(default=True, help_text="accepts non-default temperature/top_p")
+    accepts_temperature_with_top_p = models.BooleanField(default=False)
+    structured_output = models.BooleanField(default=False, help_text="native JSON-schema output")
+    prefill = models.BooleanField(default=True, help_text="accepts a trailing assistant message")
+    thinking = models.BooleanField(default=False)
+    lifecycle = models.CharField(max_length=12, choices=Lifecycle.choices, default=Lifecycle.ACTIVE)
+    retired_on = models.DateField(null=True, blank=True)
+    successor = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    enabled = models.BooleanField(default=True)
+    recommended = models.BooleanField(default=False)
+    position = models.PositiveSmallIntegerField(default=100)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["position", "public_id"]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+class Price(models.Model):
+    """A version of a model's prices. Rows are never edited once charges use them:
+    re-pricing adds a row with a later effective date."""
+
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="prices")
+    effective_from = models.DateTimeField()
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    cache_write_5m_multiplier = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("1.25"))
+    cache_write_1h_multiplier = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("2"))
+    cache_read_multiplier = models.DecimalField(max_digits=8, decimal_places=4, default=Decimal("0.1"))
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [models.UniqueConstraint(fields=["model", "effective_from"], name="unique_price_version")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id}@{self.effective_from:%Y-%m-%d}: {self.input_per_mtok}/{self.output_per_mtok}"
+
+
+class Charge(models.Model):
+    """One ledger line per priced request; unique on the request so a task that runs
+    twice cannot charge twice."""
+
+    request = models.OneToOneField("proxy.RequestRecord", on_delete=models.PROTECT, related_name="charge")
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="charges")
+    api_key = models.ForeignKey("proxy.ApiKey", on_delete=models.PROTECT, related_name="charges")
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    price = models.ForeignKey(Price, on_delete=models.PROTECT, null=True, blank=True, related_name="charges")
+    amount = models.DecimalField(**MONEY)
+    estimated = models.BooleanField(default=False, help_text="output counted from a cancelled stream")
+    # When the request happened: months are cut on this, not on when it was priced.
+    occurred_at = models.DateTimeField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["team", "occurred_at"], name="charge_team_time"),
+            models.Index(fields=["api_key", "occurred_at"], name="charge_key_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: {self.amount}"
+
+
+class CreditEntry(models.Model):
+    """Prepaid credit ledger: top-ups and adjustments (never edited, only appended)."""
+
+    class Kind(models.TextChoices):
+        TOPUP = "topup", "Top-up"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="credit_entries")
+    amount = models.DecimalField(**MONEY)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.TOPUP)
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name_plural = "credit entries"
+
+    def __str__(self) -> str:
+        return f"{self.team}: {self.amount} ({self.kind})"

@@ -1,0 +1,48 @@
+"""Cost of one request: the single formula every path (response `usage.cost`, the Celery
+charge, statements) uses, so they can never disagree.
+
+    input × in + output × out + cache_write_5m × m5·in + cache_write_1h × m1h·in + cache_read × mr·in
+
+with prices per 1M tokens. Decimal throughout; the result is exact to 1e-10 USD.
+"""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Protocol
+
+MTOK = Decimal(1_000_000)
+COST_QUANTUM = Decimal("1e-10")
+
+
+class PriceTerms(Protocol):
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    cache_write_5m_multiplier: Decimal
+    cache_write_1h_multiplier: Decimal
+    cache_read_multiplier: Decimal
+
+
+def compute_cost(
+    price: PriceTerms,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    cache_write_5m: int = 0,
+    cache_write_1h: int = 0,
+    cache_read: int = 0,
+) -> Decimal:
+    rate_in = price.input_per_mtok
+    micro_total = (
+        input_tokens * rate_in
+        + output_tokens * price.output_per_mtok
+        + cache_write_5m * rate_in * price.cache_write_5m_multiplier
+        + cache_write_1h * rate_in * price.cache_write_1h_multiplier
+        + cache_read * rate_in * price.cache_read_multiplier
+    )
+    return (micro_total / MTOK).quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def format_usd(amount: Decimal) -> str:
+    """Money on the wire: a plain decimal string without exponent or trailing zeros."""
+    text = format(amount.normalize(), "f")
+    return text if text != "-0" else "0"

@@ -1,0 +1,68 @@
+"""The seed model/pricing table of SPEC §5, loaded by a data migration.
+
+Capabilities follow Anthropic's model pages as of 2026 (see shared/reference/wire-format.md
+§10): 4.6+ models reject a prefill; Opus 4.7 rejects non-default sampling; models from
+Sonnet 4.5 on reject temperature together with top_p and have native structured output.
+"""
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+SEED_PRICES_EFFECTIVE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+# public id, tier, upstream id, input $/MTok, output $/MTok, context, max output,
+# accepts_sampling, temperature+top_p, structured output, prefill, thinking,
+# lifecycle, retired_on, successor
+SEED_MODELS = [
+    ("claude-opus-4-7", "Opus 4.7", "claude-opus-4-7", "5.00", "25.00", 1_000_000, 128_000,
+     False, False, True, False, True, "active", None, None),
+    ("claude-opus-4-6", "Opus 4.6", "claude-opus-4-6", "5.00", "25.00", 1_000_000, 128_000,
+     True, False, True, False, True, "active", None, None),
+    ("claude-sonnet-4-6", "Sonnet 4.6", "claude-sonnet-4-6", "3.00", "15.00", 1_000_000, 128_000,
+     True, False, True, False, True, "active", None, None),
+    ("claude-haiku-4-5", "Haiku 4.5", "claude-haiku-4-5", "1.00", "5.00", 200_000, 64_000,
+     True, False, False, True, True, "active", None, None),
+    ("claude-sonnet-4-5", "Sonnet 4.5", "claude-sonnet-4-5", "3.00", "15.00", 200_000, 64_000,
+     True, False, True, True, True, "deprecated", date(2026, 11, 30), "claude-sonnet-4-6"),
+    ("claude-opus-4-5", "Opus 4.5", "claude-opus-4-5", "5.00", "25.00", 200_000, 64_000,
+     True, False, True, True, True, "active", None, None),
+    ("claude-4-sonnet", "Sonnet 4", "claude-sonnet-4-20250514", "3.00", "15.00", 200_000, 64_000,
+     True, True, False, True, True, "retired", date(2026, 6, 15), "claude-sonnet-4-6"),
+    ("claude-4-opus", "Opus 4", "claude-opus-4-20250514", "15.00", "75.00", 200_000, 32_000,
+     True, True, False, True, True, "retired", date(2026, 6, 15), "claude-opus-4-7"),
+    ("claude-3-5-sonnet-latest", "3.5 Sonnet", "claude-3-5-sonnet-20241022", "3.00", "15.00", 200_000, 8_192,
+     True, True, False, True, False, "retired", date(2025, 10, 22), "claude-sonnet-4-6"),
+    ("claude-3-5-haiku-latest", "3.5 Haiku", "claude-3-5-haiku-20241022", "0.80", "4.00", 200_000, 8_192,
+     True, True, False, True, False, "retired", date(2026, 2, 19), "claude-haiku-4-5"),
+]
+
+RECOMMENDED = "claude-sonnet-4-6"
+
+
+def load_seed(Model, Price) -> None:
+    """Idempotent: creates missing rows, leaves operator edits alone."""
+    rows = {}
+    for position, row in enumerate(SEED_MODELS):
+        (public_id, tier, upstream, price_in, price_out, context, max_out, sampling, temp_top_p,
+         structured, prefill, thinking, lifecycle, retired_on, _successor) = row
+        model, created = Model.objects.get_or_create(
+            public_id=public_id,
+            defaults=dict(
+                aliases=[f"anthropic/{public_id}"], upstream_id=upstream, tier=tier,
+                context_window=context, max_output_tokens=max_out, accepts_sampling=sampling,
+                accepts_temperature_with_top_p=temp_top_p, structured_output=structured,
+                prefill=prefill, thinking=thinking, lifecycle=lifecycle, retired_on=retired_on,
+                recommended=public_id == RECOMMENDED, position=position,
+            ),
+        )
+        rows[public_id] = model
+        if created:
+            Price.objects.create(
+                model=model, effective_from=SEED_PRICES_EFFECTIVE,
+                input_per_mtok=Decimal(price_in), output_per_mtok=Decimal(price_out),
+            )
+    for row in SEED_MODELS:
+        successor = row[-1]
+        model = rows[row[0]]
+        if successor and model.successor_id is None:
+            model.successor = rows[successor]
+            model.save(update_fields=["successor"])

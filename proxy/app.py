@@ -1,0 +1,42 @@
+"""The API's ASGI app: routes /api/v1 and /v1 (and the operations endpoints)."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from .api import error_response, internal_error, json_response
+from .asgi import ApiRequest, Headers, Router, send_response
+from .errors import GatewayError
+from . import ops, views
+
+log = logging.getLogger(__name__)
+
+router = Router()
+router.add("/models", views.models_list)
+router.add("/models/", views.model_detail, prefix=True)
+router.add("/key", views.key_info)
+router.add("/generation", views.generation)
+
+OPS = {"/healthz": ops.healthz, "/readyz": ops.readyz}
+
+
+def handles(path: str) -> bool:
+    return path in OPS or router.owns(path)
+
+
+async def app(scope, receive, send) -> None:
+    path = scope["path"]
+    request = ApiRequest(
+        method=scope["method"], path=path, headers=Headers.from_scope(scope),
+        query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))), receive=receive,
+    )
+    handler = OPS.get(path) or router.match(path)
+    try:
+        if handler is None:
+            response = error_response(GatewayError(404, f"Unknown endpoint: {request.method} {path}", code="unknown_url"))
+        else:
+            response = await handler(request)
+    except Exception:
+        log.exception("unhandled error for %s", path)
+        response = error_response(internal_error())
+    await send_response(send, response)

@@ -1,0 +1,104 @@
+"""The model table as an in-process snapshot: name/alias → model, with its price
+versions. Refreshed every CATALOG_SECONDS so admin edits show up without a restart,
+and never queried on the hot path in between."""
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+
+from billing.models import Model, Price
+
+from .modelspec import ModelSpec
+
+CATALOG_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PriceVersion:
+    id: int
+    effective_from: datetime
+    input_per_mtok: Decimal
+    output_per_mtok: Decimal
+    cache_write_5m_multiplier: Decimal
+    cache_write_1h_multiplier: Decimal
+    cache_read_multiplier: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    model_id: int
+    spec: ModelSpec
+    tier: str
+    aliases: tuple[str, ...]
+    lifecycle: str
+    retired_on: str | None
+    successor: str | None
+    enabled: bool
+    recommended: bool
+    created: int
+    prices: tuple[PriceVersion, ...]  # ascending effective_from
+
+    def price_at(self, when: datetime) -> PriceVersion | None:
+        i = bisect_right([p.effective_from for p in self.prices], when)
+        return self.prices[i - 1] if i else None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    entries: tuple[CatalogEntry, ...]
+    by_name: dict[str, CatalogEntry]
+
+    def resolve(self, name: str) -> CatalogEntry | None:
+        """A model by canonical id or alias; disabled models resolve to None."""
+        entry = self.by_name.get(name)
+        return entry if entry is not None and entry.enabled else None
+
+
+def load_catalog() -> Catalog:
+    prices: dict[int, list[PriceVersion]] = {}
+    for p in Price.objects.order_by("effective_from"):
+        prices.setdefault(p.model_id, []).append(
+            PriceVersion(p.pk, p.effective_from, p.input_per_mtok, p.output_per_mtok,
+                         p.cache_write_5m_multiplier, p.cache_write_1h_multiplier, p.cache_read_multiplier)
+        )
+    entries = []
+    for m in Model.objects.select_related("successor"):
+        spec = ModelSpec(
+            public_id=m.public_id, upstream_id=m.upstream_id, context_window=m.context_window,
+            max_output_tokens=m.max_output_tokens, accepts_sampling=m.accepts_sampling,
+            accepts_temperature_with_top_p=m.accepts_temperature_with_top_p,
+            structured_output=m.structured_output, prefill=m.prefill, thinking=m.thinking,
+        )
+        entries.append(CatalogEntry(
+            model_id=m.pk, spec=spec, tier=m.tier, aliases=tuple(m.aliases or ()),
+            lifecycle=m.lifecycle, retired_on=m.retired_on.isoformat() if m.retired_on else None,
+            successor=m.successor.public_id if m.successor else None, enabled=m.enabled,
+            recommended=m.recommended, created=int(m.created.timestamp()),
+            prices=tuple(prices.get(m.pk, ())),
+        ))
+    by_name: dict[str, CatalogEntry] = {}
+    for e in entries:
+        for name in (e.spec.public_id, *e.aliases):
+            by_name.setdefault(name, e)
+    return Catalog(tuple(entries), by_name)
+
+
+_snapshot: tuple[float, Catalog] | None = None
+
+
+async def get_catalog() -> Catalog:
+    global _snapshot
+    now = time.monotonic()
+    if _snapshot is None or _snapshot[0] <= now:
+        _snapshot = (now + CATALOG_SECONDS, await sync_to_async(load_catalog)())
+    return _snapshot[1]
+
+
+def invalidate_catalog() -> None:
+    global _snapshot
+    _snapshot = None

@@ -1,0 +1,55 @@
+from datetime import datetime, time
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from proxy.services import KeyOperationError, issue_key
+from tokenhub_portal.models import Team
+
+
+class Command(BaseCommand):
+    help = "Create an API key for a team (creating the team if needed). The key is printed alone on the last line."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--team", required=True)
+        parser.add_argument("--name", default="")
+        parser.add_argument("--monthly-limit", help="USD per calendar month")
+        parser.add_argument("--rpm", type=int)
+        parser.add_argument("--tpm", type=int)
+        parser.add_argument("--models", help="comma-separated allow-list of model ids")
+        parser.add_argument("--expires", help="YYYY-MM-DD (the key stops working at the start of that day)")
+
+    def handle(self, *args, **opts):
+        limit = None
+        if opts["monthly_limit"] is not None:
+            try:
+                limit = Decimal(opts["monthly_limit"])
+            except InvalidOperation:
+                raise CommandError("--monthly-limit must be a number of USD") from None
+            if not limit.is_finite() or limit < 0:
+                raise CommandError("--monthly-limit must be zero or more")
+        for flag in ("rpm", "tpm"):
+            if opts[flag] is not None and opts[flag] < 1:
+                raise CommandError(f"--{flag} must be at least 1")
+        expires = None
+        if opts["expires"]:
+            try:
+                day = datetime.strptime(opts["expires"], "%Y-%m-%d").date()
+            except ValueError:
+                raise CommandError("--expires must be YYYY-MM-DD") from None
+            expires = datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.BILLING_TIME_ZONE))
+        team, created = Team.objects.get_or_create(name=opts["team"])
+        models = [m.strip() for m in (opts["models"] or "").split(",") if m.strip()]
+        try:
+            issued = issue_key(
+                team, name=opts["name"], monthly_limit=limit, rpm=opts["rpm"], tpm=opts["tpm"],
+                models=models, expires_at=expires,
+            )
+        except KeyOperationError as exc:
+            raise CommandError(str(exc)) from None
+        if created:
+            self.stdout.write(f"Created team {team.name}")
+        self.stdout.write(f"Key {issued.api_key.prefix}… for team {team.name}. It is shown only once:")
+        self.stdout.write(issued.plaintext)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import Model
+from tokenhub_portal.models import Team
+
+from .keys import display_prefix, generate_key, hash_key, looks_like_key
+from .models import ApiKey
+
+
+class KeyOperationError(ValueError):
+    """A key operation's input is wrong (unknown model, ambiguous prefix…)."""
+
+
+@dataclass
+class IssuedKey:
+    api_key: ApiKey
+    plaintext: str  # shown once, never stored
+
+
+def issue_key(
+    team: Team,
+    *,
+    name: str = "",
+    created_by=None,
+    monthly_limit: Decimal | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    models: list[str] | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedKey:
+    allowed = [m for m in (models or []) if m]
+    if allowed:
+        known = canonical_model_ids(allowed)
+        missing = [m for m in allowed if m not in known]
+        if missing:
+            raise KeyOperationError(f"unknown model(s): {', '.join(missing)}")
+        allowed = [known[m] for m in allowed]
+    plaintext = generate_key()
+    api_key = ApiKey.objects.create(
+        team=team, created_by=created_by, name=name, key_hash=hash_key(plaintext),
+        prefix=display_prefix(plaintext), monthly_limit=monthly_limit, rpm_limit=rpm,
+        tpm_limit=tpm, allowed_models=allowed, expires_at=expires_at,
+    )
+    return IssuedKey(api_key, plaintext)
+
+
+def canonical_model_ids(names: list[str]) -> dict[str, str]:
+    """Maps each given id or alias to its model's public id (unknown names are left out)."""
+    result = {}
+    for model in Model.objects.all():
+        for name in [model.public_id, *model.aliases]:
+            if name in names:
+                result[name] = model.public_id
+    return result
+
+
+def find_key(key_or_prefix: str) -> ApiKey:
+    if looks_like_key(key_or_prefix):
+        found = ApiKey.objects.filter(key_hash=hash_key(key_or_prefix)).first()
+        if found is None:
+            raise KeyOperationError("no such key")
+        return found
+    matches = list(ApiKey.objects.filter(prefix__startswith=key_or_prefix)[:2]) if len(key_or_prefix) >= 6 else []
+    if len(matches) != 1:
+        raise KeyOperationError("no key matches that prefix" if not matches else "prefix is ambiguous; give more characters")
+    return matches[0]
+
+
+def revoke_key(api_key: ApiKey) -> ApiKey:
+    from .auth import broadcast_key_change, forget
+
+    forget(api_key.key_hash)
+    with transaction.atomic():
+        if api_key.revoked_at is None:
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+        transaction.on_commit(lambda: broadcast_key_change(api_key.key_hash))
+    return api_key

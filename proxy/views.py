@@ -1,0 +1,85 @@
+"""The read endpoints of the API: models, the calling key, one generation."""
+from __future__ import annotations
+
+from django.utils import timezone
+
+from billing.pricing import format_usd
+
+from . import selectors
+from .api import api_endpoint, json_response
+from .catalog import CatalogEntry, get_catalog
+from .errors import GatewayError
+
+
+def model_payload(entry: CatalogEntry) -> dict:
+    price = entry.price_at(timezone.now())
+    pricing = None
+    if price is not None:
+        rate = price.input_per_mtok
+        pricing = {
+            "unit": "USD per 1M tokens",
+            "input": format_usd(rate),
+            "output": format_usd(price.output_per_mtok),
+            "cache_read": format_usd(rate * price.cache_read_multiplier),
+            "cache_write_5m": format_usd(rate * price.cache_write_5m_multiplier),
+            "cache_write_1h": format_usd(rate * price.cache_write_1h_multiplier),
+            "effective_from": price.effective_from.isoformat(),
+        }
+    return {
+        "id": entry.spec.public_id,
+        "object": "model",
+        "created": entry.created,
+        "owned_by": "anthropic",
+        "tier": entry.tier,
+        "aliases": list(entry.aliases),
+        "upstream_model": entry.spec.upstream_id,
+        "context_window": entry.spec.context_window,
+        "max_output_tokens": entry.spec.max_output_tokens,
+        "lifecycle": entry.lifecycle,
+        "retired_on": entry.retired_on,
+        "successor": entry.successor,
+        "recommended": entry.recommended,
+        "pricing": pricing,
+    }
+
+
+def visible_to(entry: CatalogEntry, key) -> bool:
+    return entry.enabled and (not key.allowed_models or entry.spec.public_id in key.allowed_models)
+
+
+def model_not_found(name: str) -> GatewayError:
+    return GatewayError(
+        404, f"The model `{name}` does not exist or you do not have access to it.",
+        param="model", code="model_not_found",
+    )
+
+
+@api_endpoint("GET")
+async def models_list(request, key):
+    catalog = await get_catalog()
+    return json_response({"object": "list", "data": [model_payload(e) for e in catalog.entries if visible_to(e, key)]})
+
+
+@api_endpoint("GET")
+async def model_detail(request, key):
+    model_id = request.path.split("/models/", 1)[1]
+    entry = (await get_catalog()).resolve(model_id)
+    if entry is None or not visible_to(entry, key):
+        raise model_not_found(model_id)
+    return json_response(model_payload(entry))
+
+
+@api_endpoint("GET")
+async def key_info(request, key):
+    return json_response({"data": await selectors.key_summary(key)})
+
+
+@api_endpoint("GET")
+async def generation(request, key):
+    generation_id = request.query.get("id", "").strip()
+    if not generation_id:
+        raise GatewayError(400, "Missing required query parameter 'id'.", param="id", code="missing_required_parameter")
+    data = await selectors.generation_for_team(generation_id, key.team_id)
+    if data is None:
+        raise GatewayError(404, f"Generation {generation_id} not found.", param="id", code="generation_not_found")
+    return json_response({"data": data})

@@ -1,0 +1,138 @@
+"""Shared fixtures. Tests use the real database of DATABASE_URL (PostgreSQL in CI) and
+Redis of REDIS_URL when set; SQLite and eager tasks otherwise."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import httpx
+import orjson
+import pytest
+from asgiref.sync import async_to_sync
+
+from billing.models import Model, Price
+from billing.seed import load_seed
+from proxy import auth, catalog
+from proxy.models import RequestRecord
+from proxy.services import issue_key
+from tokenhub_portal.models import Team
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    auth.forget()
+    catalog.invalidate_catalog()
+    yield
+    auth.forget()
+    catalog.invalidate_catalog()
+
+
+@pytest.fixture
+def seeded(db):
+    """The seed model table (re-loaded: transactional tests flush it)."""
+    load_seed(Model, Price)
+
+
+@pytest.fixture
+def make_key(db):
+    def make(team_name: str = "acme", **kwargs):
+        team, _ = Team.objects.get_or_create(name=team_name)
+        return issue_key(team, name=kwargs.pop("name", "test"), **kwargs)
+
+    return make
+
+
+class InProcessApi:
+    """Calls the gateway's ASGI app in-process (same DB transaction as the test)."""
+
+    def __init__(self, app):
+        self.transport = httpx.ASGITransport(app=app)
+
+    def request(self, method: str, path: str, key: str | None = None, json=None, headers=None, content=None):
+        hdrs = dict(headers or {})
+        if key:
+            hdrs.setdefault("Authorization", f"Bearer {key}")
+
+        async def go():
+            async with httpx.AsyncClient(transport=self.transport, base_url="http://testserver") as client:
+                return await client.request(method, path, json=json, headers=hdrs, content=content)
+
+        return async_to_sync(go)()
+
+    def get(self, path, key=None, **kw):
+        return self.request("GET", path, key, **kw)
+
+    def post(self, path, key=None, **kw):
+        return self.request("POST", path, key, **kw)
+
+
+@pytest.fixture
+def api(seeded):
+    from tokenhub_portal.asgi import application
+
+    return InProcessApi(application)
+
+
+def assert_openai_error(response, status: int, code: str | None = None):
+    assert response.status_code == status, response.text
+    body = orjson.loads(response.content)
+    err = body["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert isinstance(err["message"], str) and err["message"]
+    if code is not None:
+        assert err["code"] == code
+    return err
+
+
+@pytest.fixture
+def make_record(seeded):
+    def make(api_key, model: str = "claude-sonnet-4-6", *, status="success", created=None, **tokens):
+        entry = Model.objects.get(public_id=model)
+        key = api_key.api_key if hasattr(api_key, "api_key") else api_key
+        fields = dict(
+            generation_id=f"chatcmpl-{RequestRecord.objects.count() + 1:08d}-{id(tokens)}",
+            api_key=key, team=key.team, requested_model=model, model=entry,
+            upstream_model=entry.upstream_id, status=status,
+            http_status=200 if status != "error" else 529,
+            error_type="" if status != "error" else "overloaded_error",
+            created=created or datetime.now(timezone.utc),
+        )
+        fields.update(tokens)
+        return RequestRecord.objects.create(**fields)
+
+    return make
+
+
+def usd(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def database_url_for_subprocesses() -> str:
+    """The URL of the test database, for subprocesses (gateway, Celery worker)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def subprocess_env(**extra) -> dict:
+    import os
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url_for_subprocesses()}
+    env.update({k: v for k, v in extra.items() if v is not None})
+    return env
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
