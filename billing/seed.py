@@ -39,7 +39,10 @@ RECOMMENDED = "claude-sonnet-4-6"
 
 
 def load_seed(Model, Price) -> None:
-    """Idempotent: creates missing rows, leaves operator edits alone."""
+    """Idempotent: creates missing rows, leaves operator edits alone.
+
+    Seed rows get fixed primary keys (their position + 1), so every database, and a test
+    database flushed and re-seeded, agrees on them."""
     rows = {}
     for position, row in enumerate(SEED_MODELS):
         (public_id, tier, upstream, price_in, price_out, context, max_out, sampling, temp_top_p,
@@ -47,7 +50,7 @@ def load_seed(Model, Price) -> None:
         model, created = Model.objects.get_or_create(
             public_id=public_id,
             defaults=dict(
-                aliases=[f"anthropic/{public_id}"], upstream_id=upstream, tier=tier,
+                id=position + 1, aliases=[f"anthropic/{public_id}"], upstream_id=upstream, tier=tier,
                 context_window=context, max_output_tokens=max_out, accepts_sampling=sampling,
                 accepts_temperature_with_top_p=temp_top_p, structured_output=structured,
                 prefill=prefill, thinking=thinking, lifecycle=lifecycle, retired_on=retired_on,
@@ -57,12 +60,25 @@ def load_seed(Model, Price) -> None:
         rows[public_id] = model
         if created:
             Price.objects.create(
-                model=model, effective_from=SEED_PRICES_EFFECTIVE,
+                id=position + 1, model=model, effective_from=SEED_PRICES_EFFECTIVE,
                 input_per_mtok=Decimal(price_in), output_per_mtok=Decimal(price_out),
             )
+    _reset_sequences(Model, Price)
     for row in SEED_MODELS:
         successor = row[-1]
         model = rows[row[0]]
         if successor and model.successor_id is None:
             model.successor = rows[successor]
             model.save(update_fields=["successor"])
+
+
+def _reset_sequences(*models) -> None:
+    """Explicit ids do not advance PostgreSQL sequences; move them past the seed rows."""
+    from django.core.management.color import no_style
+    from django.db import connection
+
+    statements = connection.ops.sequence_reset_sql(no_style(), list(models))
+    if statements:
+        with connection.cursor() as cursor:
+            for sql in statements:
+                cursor.execute(sql)

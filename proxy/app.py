@@ -7,11 +7,12 @@ from urllib.parse import parse_qsl
 from .api import error_response, internal_error, json_response
 from .asgi import ApiRequest, Headers, Router, send_response
 from .errors import GatewayError
-from . import ops, views
+from . import chat, ops, views
 
 log = logging.getLogger(__name__)
 
 router = Router()
+router.add("/chat/completions", chat.chat_completions)
 router.add("/models", views.models_list)
 router.add("/models/", views.model_detail, prefix=True)
 router.add("/key", views.key_info)
@@ -39,4 +40,4 @@ async def app(scope, receive, send) -> None:
     except Exception:
         log.exception("unhandled error for %s", path)
         response = error_response(internal_error())
-    await send_response(send, response)
+    await send_response(send, receive, response)

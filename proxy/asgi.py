@@ -6,10 +6,10 @@ than everything else the gateway does. The portal and admin stay on Django.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
 
 from django.conf import settings
 
@@ -92,7 +92,7 @@ def _header_list(content_type: str, headers: dict[str, str]) -> list[tuple[bytes
     return out
 
 
-async def send_response(send, response: Response | StreamResponse) -> None:
+async def send_response(send, receive, response: Response | StreamResponse) -> None:
     await send({
         "type": "http.response.start",
         "status": response.status,
@@ -100,11 +100,35 @@ async def send_response(send, response: Response | StreamResponse) -> None:
     })
     if isinstance(response, Response):
         await send({"type": "http.response.body", "body": response.body})
-        return
-    async for chunk in response.chunks:
-        if chunk:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+    else:
+        await _send_stream(send, receive, response.chunks)
+
+
+async def _send_stream(send, receive, chunks: AsyncIterator[bytes]) -> None:
+    """Forward chunks as they are produced while watching for the client to go away:
+    servers drop writes to a closed connection silently, so only `receive()` tells us.
+    On disconnect the pump is cancelled at once, which closes the upstream stream."""
+
+    async def pump() -> None:
+        try:
+            async for chunk in chunks:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            await chunks.aclose()  # runs the producer's clean-up now, not at garbage collection
+        await send({"type": "http.response.body", "body": b""})
+
+    pump_task = asyncio.ensure_future(pump())
+    watch_task = asyncio.ensure_future(receive())
+    try:
+        await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not pump_task.done():
+            pump_task.cancel()
+        watch_task.cancel()
+        await asyncio.gather(pump_task, watch_task, return_exceptions=True)
+    if not pump_task.cancelled() and pump_task.exception() is not None:
+        raise pump_task.exception()
 
 
 class Router:

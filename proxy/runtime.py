@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 
-from . import auth
+from . import auth, upstream
+from .recorder import writer
 
 log = logging.getLogger(__name__)
 
@@ -13,6 +14,8 @@ async def startup() -> None:
 
 
 async def shutdown() -> None:
+    await writer.drain()
+    await upstream.close()
     await auth.stop_listener()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import orjson
@@ -16,6 +17,8 @@ from proxy import auth, catalog
 from proxy.models import RequestRecord
 from proxy.services import issue_key
 from tokenhub_portal.models import Team
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -136,3 +139,124 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+# --- real processes: the simulator, the gateway under uvicorn, a Celery worker ----------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, proc, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _stop(proc) -> None:
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def simulator_url():
+    import subprocess
+    import sys
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "proxy.simulator", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url + "/healthz", proc)
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def gateway_url(django_db_setup, simulator_url):
+    """The real ASGI app under uvicorn (uvloop/httptools), two workers, on the test DB."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = subprocess_env(ANTHROPIC_BASE_URL=simulator_url, ANTHROPIC_API_KEY="sk-ant-simulated",
+                         ANTHROPIC_MAX_RETRIES="2", KEY_CACHE_SECONDS="30")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+         "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait_http(url + "/healthz", proc)
+    yield url
+    _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def pricing_worker(django_db_setup):
+    """A real Celery worker on Redis when REDIS_URL is set (CI); without Redis the
+    gateway prices in-process (eager), so there is nothing to start."""
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        yield None
+        return
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tokenhub_portal", "worker", "--pool=solo", "--loglevel=WARNING",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=subprocess_env(),
+    )
+    yield proc
+    _stop(proc)
+
+
+class Live:
+    def __init__(self, url: str, issued):
+        self.url = url
+        self.issued = issued
+        self.key = issued.plaintext
+
+    def openai(self, **kwargs):
+        import openai
+
+        kwargs.setdefault("max_retries", 0)
+        return openai.OpenAI(base_url=f"{self.url}/api/v1", api_key=self.key, **kwargs)
+
+    def charge_of(self, generation_id: str, timeout: float = 30.0):
+        from billing.models import Charge
+
+        return wait_until(lambda: Charge.objects.filter(request__generation_id=generation_id)
+                          .select_related("request").first(), timeout=timeout)
+
+    def record_of(self, generation_id: str, timeout: float = 10.0) -> RequestRecord:
+        return wait_until(lambda: RequestRecord.objects.filter(generation_id=generation_id).first(), timeout=timeout)
+
+
+@pytest.fixture
+def live(transactional_db, seeded, gateway_url, pricing_worker, make_key):
+    yield Live(gateway_url, make_key("live-team"))
+    # Let the pipeline finish with this test's records before the database is flushed
+    # (a TRUNCATE racing the worker's row locks deadlocks).
+    wait_until(lambda: not RequestRecord.objects.filter(priced_at__isnull=True).exists(), timeout=30)

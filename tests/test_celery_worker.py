@@ -23,6 +23,7 @@ pytestmark = [
 
 @pytest.fixture
 def celery_worker_process(seeded):
+    _redis().delete("celery", "unacked", "unacked_index")  # leftovers of workers killed in earlier runs
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tokenhub_portal", "worker", "--pool=solo",
          "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
@@ -50,10 +51,14 @@ def test_worker_prices_requests_exactly_once(celery_worker_process, make_key, ma
     assert Charge.objects.filter(request=record).count() == 1
 
 
-def _queue_empty() -> bool:
+def _redis():
     import redis
 
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def _queue_empty() -> bool:
+    client = _redis()
     try:  # nothing waiting, nothing delivered but unacknowledged
         return client.llen("celery") == 0 and client.hlen("unacked") == 0
     finally:

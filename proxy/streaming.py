@@ -1,0 +1,214 @@
+"""Anthropic SSE events → OpenAI ``chat.completion.chunk`` SSE bytes, one event at a time.
+
+The caller reads upstream events and forwards whatever ``feed`` returns at once (no
+buffering). Output follows wire-format §3: bare ``data:`` lines only (no ``event:`` or
+``id:`` lines, which break older SDKs), the role once in the first chunk, tool-call
+fragments keyed by a running OpenAI tool index (not Anthropic's block index), a final chunk
+with ``finish_reason``, the ``include_usage`` chunk last, then ``data: [DONE]``.
+
+This is the hot path: every chunk is a pre-built byte prefix + one small ``orjson`` dump +
+a pre-built suffix.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+from proxy.errors import GatewayError
+from proxy.translate import Translated, Usage, anthropic_stream_error, map_finish_reason, normalize_usage, openai_usage
+
+DONE = b"data: [DONE]\n\n"
+_ROLE_DELTA = b'{"role":"assistant","content":""}'
+_EMPTY_ARGUMENTS = "{}"
+
+
+def sse_error(err: GatewayError) -> bytes:
+    """An OpenAI-shaped error event; every SDK version raises ``APIError`` on it (§3.4)."""
+    return b"data: " + err.json_bytes() + b"\n\n"
+
+
+class StreamTranslator:
+    """Translates one upstream stream; also the metering record of what happened.
+
+    Public state: ``usage`` (from ``message_start``, superseded by ``message_delta``),
+    ``usage_final`` (a ``message_delta`` carried the cumulative usage), ``finish_reason``,
+    ``upstream_message_id``, ``upstream_model``, ``done`` (``message_stop`` seen),
+    ``failed`` and ``error_type`` (Anthropic's error type of an in-stream ``error`` event),
+    ``delivered_output_chars`` (text and argument characters sent to the client).
+    """
+
+    __slots__ = (
+        "usage", "usage_final", "finish_reason", "upstream_message_id", "upstream_model",
+        "done", "failed", "error_type", "delivered_output_chars",
+        "_t", "_cost_of", "_json_tool", "_base", "_head", "_tail", "_usage_null",
+        "_tool_index", "_json_block", "_empty_blocks", "_delta_events",
+    )
+
+    def __init__(self, t: Translated, completion_id: str, created: int,
+                 cost_of: Callable[[Usage], str | None] | None = None) -> None:
+        self.usage = Usage()
+        self.usage_final = False
+        self.finish_reason: str | None = None
+        self.upstream_message_id: str | None = None
+        self.upstream_model: str | None = None
+        self.done = False
+        self.failed = False
+        self.error_type: str | None = None
+        self.delivered_output_chars = 0
+        self._t = t
+        self._cost_of = cost_of  # adds the billed amount to the include_usage chunk
+        self._json_tool = t.json_tool
+        # Constant parts of every chunk, built once per stream.
+        self._base = (b'data: {"id":' + orjson.dumps(completion_id)
+                      + b',"object":"chat.completion.chunk","created":' + orjson.dumps(created)
+                      + b',"model":' + orjson.dumps(t.requested_model) + b",")
+        self._head = self._base + b'"choices":[{"index":0,"delta":'
+        self._usage_null = b',"usage":null' if t.include_usage else b""
+        self._tail = b',"logprobs":null,"finish_reason":null}]' + self._usage_null + b"}\n\n"
+        self._tool_index: dict[int, int] = {}  # Anthropic block index → OpenAI tool_calls index
+        self._json_block: int | None = None  # block index of the forced JSON tool
+        self._empty_blocks: set[int] = set()  # tool blocks whose arguments are still empty
+        self._delta_events = 0
+
+    def feed(self, event: str, data: dict) -> bytes:
+        """Bytes to send the client for one upstream event (often ``b""``)."""
+        if self.done or self.failed:
+            return b""
+        if event == "content_block_delta":
+            return self._on_block_delta(data)
+        if event == "content_block_start":
+            return self._on_block_start(data)
+        if event == "content_block_stop":
+            return self._on_block_stop(data)
+        if event == "message_start":
+            return self._on_message_start(data)
+        if event == "message_delta":
+            return self._on_message_delta(data)
+        if event == "message_stop":
+            return self._on_message_stop()
+        if event == "error":
+            return self._on_error(data)
+        return b""  # ping, and event types added after this was written
+
+    def estimated_output_tokens(self) -> int:
+        """Output tokens for billing a stream cut short (client disconnect).
+
+        Exact once a ``message_delta`` carried the cumulative usage. Before that, count from
+        what was streamed: the larger of ceil(characters / 4) and the number of content
+        deltas (each carries at least one token) — and never less than ``message_start``
+        reported. Thinking the client never saw is not counted: only delivered output is.
+        """
+        if self.usage_final:
+            return self.usage.output_tokens
+        by_chars = -(-self.delivered_output_chars // 4)
+        return max(by_chars, self._delta_events, self.usage.output_tokens)
+
+    # --- event handlers -----------------------------------------------------------------
+
+    def _on_block_delta(self, data: dict) -> bytes:
+        delta = data.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta":
+            text = delta.get("text")
+            if not text or self._json_tool is not None:
+                return b""
+            self._count(text)
+            return self._content(text)
+        if kind != "input_json_delta":
+            return b""  # thinking, signature and citation deltas are not forwarded
+        fragment = delta.get("partial_json")
+        if not fragment:
+            return b""
+        index = data.get("index")
+        tool = self._tool_index.get(index)
+        if tool is None and (index is None or index != self._json_block):
+            return b""  # a block we do not forward (e.g. a server tool)
+        self._count(fragment)
+        self._empty_blocks.discard(index)
+        if tool is None:
+            return self._content(fragment)
+        return self._arguments(tool, fragment)
+
+    def _on_block_start(self, data: dict) -> bytes:
+        block = data.get("content_block") or {}
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            if not text or self._json_tool is not None:
+                return b""
+            self._count(text)
+            return self._content(text)
+        if kind != "tool_use":
+            return b""
+        index = data.get("index")
+        self._empty_blocks.add(index)
+        if self._json_tool is not None and block.get("name") == self._json_tool:
+            self._json_block = index
+            return b""
+        tool = self._tool_index[index] = len(self._tool_index)
+        delta = {"tool_calls": [{"index": tool, "id": block.get("id"), "type": "function",
+                                 "function": {"name": block.get("name"), "arguments": ""}}]}
+        return self._chunk(orjson.dumps(delta))
+
+    def _on_block_stop(self, data: dict) -> bytes:
+        """A tool whose argument fragments were all empty has empty input: send ``{}``."""
+        index = data.get("index")
+        if index not in self._empty_blocks:
+            return b""
+        self._empty_blocks.discard(index)
+        if index == self._json_block:
+            return self._content(_EMPTY_ARGUMENTS)
+        return self._arguments(self._tool_index[index], _EMPTY_ARGUMENTS)
+
+    def _on_message_start(self, data: dict) -> bytes:
+        message = data.get("message") or {}
+        self.upstream_message_id = message.get("id")
+        self.upstream_model = message.get("model")
+        self.usage = normalize_usage(message.get("usage"))
+        return self._chunk(_ROLE_DELTA)
+
+    def _on_message_delta(self, data: dict) -> bytes:
+        stop_reason = (data.get("delta") or {}).get("stop_reason")
+        if stop_reason:
+            self.finish_reason = map_finish_reason(stop_reason, self._t)
+        usage = data.get("usage")
+        if usage:
+            self.usage = self.usage.merge(usage)
+            self.usage_final = True
+        return b""
+
+    def _on_message_stop(self) -> bytes:
+        self.done = True
+        self.finish_reason = self.finish_reason or "stop"
+        parts = [self._head, b'{},"logprobs":null,"finish_reason":', orjson.dumps(self.finish_reason),
+                 b"}]", self._usage_null, b"}\n\n"]
+        if self._t.include_usage:
+            usage = openai_usage(self.usage)
+            if self._cost_of is not None:
+                usage["cost"] = self._cost_of(self.usage)
+            parts += [self._base, b'"choices":[],"usage":', orjson.dumps(usage), b"}\n\n"]
+        parts.append(DONE)
+        return b"".join(parts)
+
+    def _on_error(self, data: dict) -> bytes:
+        self.failed = True
+        error = data.get("error") if isinstance(data, dict) else None
+        self.error_type = error.get("type") if isinstance(error, dict) else None
+        return sse_error(anthropic_stream_error(data))
+
+    # --- chunk builders -------------------------------------------------------------------
+
+    def _count(self, text: str) -> None:
+        self.delivered_output_chars += len(text)
+        self._delta_events += 1
+
+    def _chunk(self, delta: bytes) -> bytes:
+        return b"".join((self._head, delta, self._tail))
+
+    def _content(self, text: str) -> bytes:
+        return b"".join((self._head, b'{"content":', orjson.dumps(text), b"}", self._tail))
+
+    def _arguments(self, tool: int, fragment: str) -> bytes:
+        return b"".join((self._head, b'{"tool_calls":[{"index":', b"%d" % tool,
+                         b',"function":{"arguments":', orjson.dumps(fragment), b"}}]}", self._tail))

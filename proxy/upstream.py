@@ -1,0 +1,101 @@
+"""The one shared HTTP client to Anthropic, with bounded retries before the first byte."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import httpx
+from django.conf import settings
+
+from .errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+MAX_RETRY_AFTER = 8.0  # seconds we are willing to wait on one retry; longer goes to the client
+
+
+class UpstreamHTTPError(Exception):
+    """Anthropic answered with an error status before any byte reached the client."""
+
+    def __init__(self, status: int, body: bytes, headers: httpx.Headers) -> None:
+        super().__init__(f"upstream status {status}")
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+_client: httpx.AsyncClient | None = None
+
+
+def client() -> httpx.AsyncClient:
+    global _client
+    if _client is None or _client.is_closed:
+        _client = httpx.AsyncClient(
+            base_url=settings.ANTHROPIC_BASE_URL,
+            timeout=httpx.Timeout(settings.ANTHROPIC_TIMEOUT),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
+            headers={
+                "x-api-key": settings.ANTHROPIC_API_KEY or "",
+                "anthropic-version": settings.ANTHROPIC_VERSION,
+                "content-type": "application/json",
+                "user-agent": "tokenhub",
+            },
+        )
+    return _client
+
+
+async def close() -> None:
+    global _client
+    if _client is not None:
+        await _client.aclose()
+        _client = None
+
+
+def _retry_delay(attempt: int, headers: httpx.Headers | None) -> float:
+    if headers is not None:
+        value = headers.get("retry-after")
+        try:
+            seconds = float(value) if value is not None else None
+        except ValueError:
+            seconds = None
+        if seconds is not None and 0 <= seconds <= MAX_RETRY_AFTER:
+            return seconds
+    return min(0.25 * 2**attempt, MAX_RETRY_AFTER) * (1 - 0.25 * random.random())
+
+
+async def open_messages(body: bytes, extra_headers: dict[str, str] | None = None) -> httpx.Response:
+    """POST /v1/messages and return the response with its body unread (status < 400).
+
+    Transient failures (connection errors, 408/409/429/5xx/529) are retried up to
+    ANTHROPIC_MAX_RETRIES times with jittered backoff, honouring a short Retry-After;
+    nothing has reached the client yet, so a retry is invisible to it."""
+    http = client()
+    attempts = settings.ANTHROPIC_MAX_RETRIES + 1
+    for attempt in range(attempts):
+        last = attempt == attempts - 1
+        request = http.build_request("POST", "/v1/messages", content=body, headers=extra_headers)
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.TimeoutException:
+            if last:
+                raise GatewayError(504, "Timed out connecting to the upstream model provider.",
+                                   type="server_error", code="upstream_timeout") from None
+            await asyncio.sleep(_retry_delay(attempt, None))
+            continue
+        except httpx.TransportError as exc:
+            if last:
+                raise GatewayError(502, f"Could not reach the upstream model provider ({type(exc).__name__}).",
+                                   type="server_error", code="upstream_unreachable") from None
+            await asyncio.sleep(_retry_delay(attempt, None))
+            continue
+        if response.status_code < 400:
+            return response
+        payload = await response.aread()
+        await response.aclose()
+        if last or response.status_code not in RETRYABLE_STATUSES:
+            raise UpstreamHTTPError(response.status_code, payload, response.headers)
+        log.info("upstream %s, retrying (attempt %d)", response.status_code, attempt + 1)
+        await asyncio.sleep(_retry_delay(attempt, response.headers))
+    raise AssertionError("unreachable")
