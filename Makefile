@@ -21,6 +21,8 @@ run: venv
 
 ## test: the whole suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 test: venv
+	@if command -v npm >/dev/null && [ ! -d tests/node/node_modules/openai ]; then \
+		cd tests/node && npm install --no-audit --no-fund --silent; fi
 	$(PY) -m pytest
 
 ## bench: gateway overhead against the simulator (direct vs through the gateway)

@@ -13,8 +13,9 @@ SEED_PRICES_EFFECTIVE = datetime(2024, 1, 1, tzinfo=timezone.utc)
 # accepts_sampling, temperature+top_p, structured output, prefill, thinking,
 # lifecycle, retired_on, successor
 SEED_MODELS = [
+    # Opus 4.7 accepts only adaptive thinking, which the budget mapping does not produce.
     ("claude-opus-4-7", "Opus 4.7", "claude-opus-4-7", "5.00", "25.00", 1_000_000, 128_000,
-     False, False, True, False, True, "active", None, None),
+     False, False, True, False, False, "active", None, None),
     ("claude-opus-4-6", "Opus 4.6", "claude-opus-4-6", "5.00", "25.00", 1_000_000, 128_000,
      True, False, True, False, True, "active", None, None),
     ("claude-sonnet-4-6", "Sonnet 4.6", "claude-sonnet-4-6", "3.00", "15.00", 1_000_000, 128_000,

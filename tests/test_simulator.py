@@ -20,7 +20,7 @@ import uvicorn
 
 from proxy import simulator
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "anthropic"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "anthropic"  # copies of shared/ (checked in test_streaming)
 MODEL = "claude-sonnet-4-6"
 WEATHER = {
     "name": "get_weather",
@@ -469,7 +469,6 @@ def _by_kind(events) -> dict[tuple, dict]:
     return kinds
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared fixtures not checked out next to the repo")
 @pytest.mark.parametrize("fixture", sorted(STREAM_REQUESTS))
 def test_stream_matches_recorded_shape(base_url, fixture):
     recorded = json.loads((FIXTURES / fixture).read_text())["events"]
@@ -484,7 +483,6 @@ def test_stream_matches_recorded_shape(base_url, fixture):
                 assert set(recorded_data[key]) <= set(data[key]), (kind, key)
 
 
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared fixtures not checked out next to the repo")
 def test_plain_message_matches_recorded_shape(client):
     recorded = json.loads((FIXTURES / "message_text.json").read_text())["body"]
     raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=50, messages=user("Hi"))

@@ -1,0 +1,18 @@
+"""The official openai npm package works unchanged against the gateway."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+
+
+def test_openai_node_sdk_smoke(live):
+    if shutil.which("node") is None or not (NODE_DIR / "node_modules" / "openai").exists():
+        pytest.skip("needs node and `npm install` in tests/node (make test and CI do it)")
+    env = {**os.environ, "TOKENHUB_BASE_URL": f"{live.url}/api/v1", "TOKENHUB_KEY": live.key}
+    result = subprocess.run(["node", "smoke.mjs"], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "node smoke: ok" in result.stdout
