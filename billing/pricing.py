@@ -7,11 +7,11 @@ with prices per 1M tokens. Decimal throughout; the result is exact to 1e-10 USD.
 """
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
 MTOK = Decimal(1_000_000)
-COST_QUANTUM = Decimal("1e-10")
+COST_QUANTUM = Decimal("1e-10")  # also the integer unit of the shared limit counters
 
 
 class PriceTerms(Protocol):
@@ -46,3 +46,12 @@ def format_usd(amount: Decimal) -> str:
     """Money on the wire: a plain decimal string without exponent or trailing zeros."""
     text = format(amount.normalize(), "f")
     return text if text != "-0" else "0"
+
+
+def to_units(amount: Decimal) -> int:
+    """USD → integer units of 1e-10 USD (rounded up: a bound never shrinks)."""
+    return int((amount / COST_QUANTUM).to_integral_value(rounding=ROUND_CEILING))
+
+
+def from_units(units: int) -> Decimal:
+    return Decimal(units) * COST_QUANTUM

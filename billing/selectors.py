@@ -8,7 +8,8 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from .models import Charge, Price
+from .models import Charge, CreditEntry, Price
+from .pricing import compute_cost, to_units
 
 
 def price_at(model_id: int, when: datetime) -> Price | None:
@@ -34,3 +35,49 @@ def spend_since(since: datetime, *, team_id: int | None = None, api_key_id: int 
     if api_key_id is not None:
         qs = qs.filter(api_key_id=api_key_id)
     return qs.aggregate(total=Sum("amount"))["total"] or Decimal(0)
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """[start, end) of a "YYYY-MM" month in the billing time zone."""
+    tz = ZoneInfo(settings.BILLING_TIME_ZONE)
+    year, mon = (int(part) for part in month.split("-"))
+    start = datetime(year, mon, 1, tzinfo=tz)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
+    return start, end
+
+
+def unpriced_cost(records) -> Decimal:
+    """What finished, billable, not-yet-charged records will cost (same formula as the charge)."""
+    total = Decimal(0)
+    for r in records.filter(priced_at__isnull=True, status__in=("success", "cancelled"), model__isnull=False):
+        price = price_at(r.model_id, r.created)
+        if price is not None:
+            total += compute_cost(
+                price, input_tokens=r.input_tokens, output_tokens=r.output_tokens,
+                cache_write_5m=r.cache_write_5m_tokens, cache_write_1h=r.cache_write_1h_tokens,
+                cache_read=r.cache_read_tokens,
+            )
+    return total
+
+
+def ledger_spend(kind: str, owner_id: int, month: str = "") -> Decimal:
+    """The ledger's truth behind a limit counter: month spend of a key or team (charges plus
+    finished requests still being priced), or a team's prepaid balance (credits − spend)."""
+    from proxy.models import RequestRecord
+
+    owner = {"api_key_id": owner_id} if kind == "key" else {"team_id": owner_id}
+    charges = Charge.objects.filter(**owner)
+    records = RequestRecord.objects.filter(**owner)
+    if kind != "credit":
+        start, end = month_bounds(month)
+        charges = charges.filter(occurred_at__gte=start, occurred_at__lt=end)
+        records = records.filter(created__gte=start, created__lt=end)
+    spent = (charges.aggregate(total=Sum("amount"))["total"] or Decimal(0)) + unpriced_cost(records)
+    if kind != "credit":
+        return spent
+    credits = CreditEntry.objects.filter(team_id=owner_id).aggregate(total=Sum("amount"))["total"] or Decimal(0)
+    return credits - spent
+
+
+def ledger_units(kind: str, owner_id: int, month: str = "") -> int:
+    return to_units(ledger_spend(kind, owner_id, month))

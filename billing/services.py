@@ -57,3 +57,13 @@ def unpriced_request_ids(older_than_seconds: int, limit: int = 1000) -> list[int
         .order_by("created")
         .values_list("pk", flat=True)[:limit]
     )
+
+
+def add_credit(team, amount: Decimal, *, note: str = "", created_by=None, kind: str = "topup"):
+    """Append to a team's prepaid ledger (negative amounts are adjustments)."""
+    from .models import CreditEntry
+
+    if not amount.is_finite() or amount == 0:
+        raise ValueError("amount must be a non-zero number of USD")
+    return CreditEntry.objects.create(team=team, amount=amount, note=note, created_by=created_by,
+                                      kind=kind if amount > 0 else CreditEntry.Kind.ADJUSTMENT)

@@ -1,7 +1,5 @@
 from django.contrib import admin, messages
-from django.utils import timezone
 
-from .auth import broadcast_key_change
 from .keys import display_prefix, generate_key, hash_key
 from .models import ApiKey, RequestRecord
 from .services import revoke_key
@@ -25,8 +23,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             messages.warning(request, f"New key (copy it now, it is not shown again): {plaintext}")
             return
-        super().save_model(request, obj, form, change)
-        broadcast_key_change(obj.key_hash)
+        super().save_model(request, obj, form, change)  # proxy.signals tells every process
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):

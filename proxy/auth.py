@@ -40,6 +40,8 @@ class KeyInfo:
     rpm_limit: int | None
     tpm_limit: int | None
     monthly_limit: Decimal | None
+    team_monthly_budget: Decimal | None = None
+    team_prepaid: bool = False
 
     @classmethod
     def from_model(cls, key: ApiKey) -> KeyInfo:
@@ -48,6 +50,7 @@ class KeyInfo:
             name=key.name, prefix=key.prefix, revoked=key.revoked_at is not None,
             expires_at=key.expires_at, allowed_models=frozenset(key.allowed_models or ()),
             rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit, monthly_limit=key.monthly_limit,
+            team_monthly_budget=key.team.monthly_budget, team_prepaid=key.team.prepaid,
         )
 
 
@@ -99,15 +102,18 @@ async def lookup(key_hash: str) -> KeyInfo | None:
 
 
 def forget(key_hash: str | None = None) -> None:
-    if key_hash is None:
+    if key_hash is None or key_hash == ALL_KEYS:
         _cache.clear()
     else:
         _cache.pop(key_hash, None)
 
 
-def broadcast_key_change(key_hash: str) -> None:
-    """Tell every gateway process to drop a key from its cache (sync: called from
-    admin, portal and management commands)."""
+ALL_KEYS = "*"
+
+
+def broadcast_key_change(key_hash: str = ALL_KEYS) -> None:
+    """Tell every gateway process to drop a key (or, with "*", every key: a team's
+    budget changed) from its cache. Sync: called from admin, portal and commands."""
     forget(key_hash)
     if settings.REDIS_URL:
         import redis
@@ -149,7 +155,8 @@ async def _listen() -> None:
                 forget()  # anything cached before we listened may be stale
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        forget(message["data"].decode())
+                        changed = message["data"].decode()
+                        forget(None if changed == ALL_KEYS else changed)
         except asyncio.CancelledError:
             raise
         except Exception:  # Redis went away: drop the cache, retry shortly

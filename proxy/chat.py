@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from billing.pricing import compute_cost, format_usd
 
-from . import upstream
-from .api import api_endpoint, error_response
+from . import limits, upstream
+from .api import api_endpoint, error_response, internal_error
 from .asgi import ApiRequest, Response, StreamResponse, read_body
 from .auth import KeyInfo
 from .catalog import CatalogEntry, get_catalog
@@ -25,7 +25,15 @@ from .errors import GatewayError
 from .recorder import writer
 from .sse import iter_events
 from .streaming import StreamTranslator, sse_error
-from .translate import Translated, Usage, anthropic_error_to_gateway, normalize_usage, translate_request, translate_response
+from .translate import (
+    Translated,
+    Usage,
+    anthropic_error_to_gateway,
+    estimate_input_tokens_upper_bound,
+    normalize_usage,
+    translate_request,
+    translate_response,
+)
 from .views import model_not_found, visible_to
 
 log = logging.getLogger(__name__)
@@ -44,12 +52,15 @@ class Call:
     translated: Translated | None = None
     upstream_request_id: str = ""
     ttft_ms: int | None = None
+    reservation: limits.Reservation | None = None
 
     @property
     def headers(self) -> dict[str, str]:
         headers = {"X-Generation-Id": self.generation_id, "x-request-id": self.generation_id}
         if self.upstream_request_id:
             headers["x-upstream-request-id"] = self.upstream_request_id
+        if self.reservation is not None:
+            headers.update(self.reservation.rate_headers)
         return headers
 
     def cost(self, usage: Usage) -> Decimal | None:
@@ -93,6 +104,10 @@ class Call:
             fields["prompt"] = t.payload.get("messages")
             fields["completion"] = completion
         await writer.write(fields)
+        if self.reservation is not None:  # after the commit: a ledger rebuild then sees this record
+            billed = status in ("success", "cancelled")
+            await limits.settle(self.reservation, (self.cost(usage) or Decimal(0)) if billed else Decimal(0),
+                                usage.prompt_tokens + usage.output_tokens if billed else 0)
 
 
 @api_endpoint("POST")
@@ -101,6 +116,11 @@ async def chat_completions(request: ApiRequest, key: KeyInfo):
     try:
         return await _complete(request, call)
     except GatewayError as err:
+        await call.record(status="error", http_status=err.status, error=err)
+        return error_response(err, call.headers)
+    except Exception:
+        log.exception("unhandled error in chat completion %s", call.generation_id)
+        err = internal_error()
         await call.record(status="error", http_status=err.status, error=err)
         return error_response(err, call.headers)
 
@@ -126,10 +146,21 @@ async def _complete(request: ApiRequest, call: Call):
         raise model_not_found(model)
     call.entry = entry
     call.translated = t = translate_request(body, entry.spec, requested_model=model)
+    await _reserve(call)
     response = await _open_upstream(call, orjson.dumps(t.payload))
     if t.stream:
         return StreamResponse(200, _stream(call, response), {**call.headers, "cache-control": "no-cache"})
     return await _plain(call, response)
+
+
+async def _reserve(call: Call) -> None:
+    """Hold the worst case against the key's and team's limits before going upstream."""
+    t = call.translated
+    input_bound = estimate_input_tokens_upper_bound(t.payload)
+    price = call.entry.price_at(call.created)
+    worst = limits.worst_case_cost(price, input_bound, t.max_tokens) if price else Decimal(0)
+    call.reservation = await limits.reserve(call.key, call.generation_id, call.created, worst,
+                                            input_bound + t.max_tokens)
 
 
 async def _open_upstream(call: Call, payload: bytes) -> httpx.Response:

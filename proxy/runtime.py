@@ -3,19 +3,46 @@ from __future__ import annotations
 
 import logging
 
-from . import auth, upstream
+import asyncio
+import contextlib
+
+from . import auth, limits, upstream
 from .recorder import writer
 
 log = logging.getLogger(__name__)
 
 
+REAP_EVERY = 30.0
+_reaper: asyncio.Task | None = None
+
+
+async def _reap_forever() -> None:
+    """Every gateway process releases reservations whose request died with its process
+    (the script is atomic and idempotent, so all processes may run it)."""
+    while True:
+        await asyncio.sleep(REAP_EVERY)
+        try:
+            released = await limits.reap_expired()
+            if released:
+                log.warning("released %d expired reservations", released)
+        except Exception:
+            log.warning("reservation reaper failed", exc_info=True)
+
+
 async def startup() -> None:
+    global _reaper
     auth.start_listener()
+    _reaper = asyncio.get_running_loop().create_task(_reap_forever())
 
 
 async def shutdown() -> None:
+    if _reaper is not None:
+        _reaper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await _reaper
     await writer.drain()
     await upstream.close()
+    await limits.close()
     await auth.stop_listener()
 
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
+from django.utils import timezone
 
-from billing.pricing import format_usd
-from billing.selectors import month_start, spend_since
+from billing.pricing import format_usd, from_units
+from billing.selectors import ledger_spend, month_bounds
 
+from . import limits
 from .auth import KeyInfo
 from .models import RequestRecord
 
@@ -13,23 +15,46 @@ def _money(value):
     return None if value is None else format_usd(value)
 
 
-@sync_to_async
-def key_summary(key: KeyInfo) -> dict:
-    start = month_start()
-    usage = spend_since(start, api_key_id=key.id)
-    remaining = None if key.monthly_limit is None else max(key.monthly_limit - usage, 0)
+async def _reserved(counter: limits.Counter):
+    standing = await limits.standing(counter)
+    return from_units(standing[1]) if standing else None
+
+
+async def key_summary(key: KeyInfo) -> dict:
+    """Spend comes from the ledger (exact); what is reserved for requests in flight from
+    the shared limit counters."""
+    month = limits.billing_month(timezone.now())
+    usage = await sync_to_async(ledger_spend)("key", key.id, month)
+    counters = {c.kind: c for c in limits.counters_for(key, timezone.now())}
+    reserved = await _reserved(counters["key"]) if "key" in counters else None
+    remaining = None
+    if key.monthly_limit is not None:
+        remaining = max(key.monthly_limit - usage - (reserved or 0), 0)
+    team: dict = {"name": key.team_name, "monthly_budget": _money(key.team_monthly_budget), "prepaid": key.team_prepaid}
+    if key.team_monthly_budget is not None:
+        team_spend = await sync_to_async(ledger_spend)("team", key.team_id, month)
+        team_reserved = await _reserved(counters["team"])
+        team["usage"] = _money(team_spend)
+        team["budget_remaining"] = _money(max(key.team_monthly_budget - team_spend - (team_reserved or 0), 0))
+    if key.team_prepaid:
+        balance = await sync_to_async(ledger_spend)("credit", key.team_id)
+        credit_reserved = await _reserved(counters["credit"])
+        team["credit_balance"] = _money(balance)
+        team["credit_available"] = _money(max(balance - (credit_reserved or 0), 0))
     return {
         "label": key.name,
         "name": key.name,
         "prefix": key.prefix,
         "team": key.team_name,
         "usage": _money(usage),
-        "usage_period_start": start.isoformat(),
+        "usage_period_start": month_bounds(month)[0].isoformat(),
+        "reserved": _money(reserved) if reserved is not None else "0",
         "limit": _money(key.monthly_limit),
         "limit_remaining": _money(remaining),
         "rate_limit": {"requests_per_minute": key.rpm_limit, "tokens_per_minute": key.tpm_limit},
         "allowed_models": sorted(key.allowed_models),
         "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "team_limits": team,
     }
 
 

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Model
@@ -74,12 +73,11 @@ def find_key(key_or_prefix: str) -> ApiKey:
 
 
 def revoke_key(api_key: ApiKey) -> ApiKey:
-    from .auth import broadcast_key_change, forget
+    """Every gateway process refuses the key from the commit on (see proxy.signals)."""
+    from .auth import forget
 
     forget(api_key.key_hash)
-    with transaction.atomic():
-        if api_key.revoked_at is None:
-            api_key.revoked_at = timezone.now()
-            api_key.save(update_fields=["revoked_at"])
-        transaction.on_commit(lambda: broadcast_key_change(api_key.key_hash))
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
     return api_key

@@ -190,9 +190,8 @@ def simulator_url():
     _stop(proc)
 
 
-@pytest.fixture(scope="session")
-def gateway_url(django_db_setup, simulator_url):
-    """The real ASGI app under uvicorn (uvloop/httptools), two workers, on the test DB."""
+def start_gateway(simulator_url: str, workers: int = 1):
+    """The real ASGI app under uvicorn (uvloop/httptools) on the test database."""
     import subprocess
     import sys
 
@@ -201,14 +200,38 @@ def gateway_url(django_db_setup, simulator_url):
                          ANTHROPIC_MAX_RETRIES="2", KEY_CACHE_SECONDS="30")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "2", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-         "--log-level", "warning"],
+         "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+         "--no-access-log", "--log-level", "warning"],
         cwd=ROOT, env=env,
     )
     url = f"http://127.0.0.1:{port}"
     _wait_http(url + "/healthz", proc)
+    return url, proc
+
+
+@pytest.fixture(scope="session")
+def gateway_url(django_db_setup, simulator_url):
+    """One gateway address served by two uvicorn worker processes."""
+    url, proc = start_gateway(simulator_url, workers=2)
     yield url
     _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def gateway_pair(django_db_setup, simulator_url):
+    """Two separate gateway processes on two addresses (same database and Redis). Without
+    Redis there is no shared limit state, so both addresses are the same single process."""
+    from django.conf import settings
+
+    first, first_proc = start_gateway(simulator_url)
+    procs = [first_proc]
+    second = first
+    if settings.REDIS_URL:
+        second, second_proc = start_gateway(simulator_url)
+        procs.append(second_proc)
+    yield first, second
+    for proc in procs:
+        _stop(proc)
 
 
 @pytest.fixture(scope="session")

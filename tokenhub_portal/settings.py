@@ -1,13 +1,12 @@
 """TokenHub settings: everything comes from the environment (see README 'Configure')."""
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .config import env_bool, env_decimal, env_int, env_list, env_str, env_url
+from .config import env_bool, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -126,7 +125,8 @@ KEY_CACHE_SECONDS = env_int("KEY_CACHE_SECONDS", 30, minimum=0)
 # Unpriced finished requests older than this are picked up by the sweeper.
 SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 30, minimum=0)
 METRICS_TOKEN = env_str("METRICS_TOKEN")
-DEFAULT_MONTHLY_BUDGET = env_decimal("DEFAULT_MONTHLY_BUDGET", Decimal(0))
+# A reservation not settled within this many seconds (its process died) is released.
+RESERVATION_SECONDS = env_int("RESERVATION_SECONDS", 900, minimum=10)
 
 LOGGING = {
     "version": 1,
@@ -134,4 +134,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # One line per upstream call is noise at thousands of requests per second.
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

@@ -1,0 +1,45 @@
+"""Keep every gateway process's caches and limit counters in step with edits made
+anywhere (admin, portal, management commands)."""
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from billing.models import CreditEntry
+from tokenhub_portal.models import Team
+
+from . import limits
+from .auth import ALL_KEYS, broadcast_key_change
+from .models import ApiKey
+
+
+@receiver(post_save, sender=ApiKey)
+def key_saved(sender, instance: ApiKey, created: bool, **kwargs) -> None:
+    if created:
+        return  # nothing cached yet
+    key_hash, key_id = instance.key_hash, instance.pk
+
+    def publish() -> None:
+        broadcast_key_change(key_hash)
+        limits.ledger_changed("key", key_id)
+
+    transaction.on_commit(publish)
+
+
+@receiver(post_save, sender=Team)
+def team_saved(sender, instance: Team, created: bool, **kwargs) -> None:
+    if created:
+        return
+    team_id = instance.pk
+
+    def publish() -> None:
+        broadcast_key_change(ALL_KEYS)  # every key carries its team's budget
+        limits.ledger_changed("team", team_id)
+        limits.ledger_changed("credit", team_id)
+
+    transaction.on_commit(publish)
+
+
+@receiver(post_save, sender=CreditEntry)
+def credit_added(sender, instance: CreditEntry, **kwargs) -> None:
+    team_id = instance.team_id
+    transaction.on_commit(lambda: limits.ledger_changed("credit", team_id))
