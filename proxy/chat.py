@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -217,8 +218,9 @@ async def _stream(call: Call, response: httpx.Response):
     translator = StreamTranslator(call.translated, call.generation_id, int(call.created.timestamp()),
                                   cost_of=call.cost_text)
     outcome: dict | None = None
+    raw = response.aiter_raw()
     try:
-        async for event, data in iter_events(response.aiter_raw()):
+        async for event, data in iter_events(raw):
             out = translator.feed(event, data)
             if translator.done:
                 outcome = {"status": "success", "http_status": 200}
@@ -243,6 +245,10 @@ async def _stream(call: Call, response: httpx.Response):
             code="upstream_stream_error")}
         yield sse_error(outcome["error"])
     finally:
+        if outcome is not None and outcome["status"] == "success":
+            with contextlib.suppress(httpx.HTTPError):
+                async for _ in raw:  # the last bytes after message_stop: the connection goes back to the pool
+                    pass
         await response.aclose()
         if outcome is None or outcome["status"] != "success":
             await asyncio.shield(_record_stream(call, translator, outcome or {"status": "cancelled", "http_status": 499}))
