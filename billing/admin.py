@@ -68,3 +68,31 @@ class CreditEntryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # a ledger: corrections are new adjustment entries
+
+
+from .models import MonthlyStatement, UsageRollup  # noqa: E402
+
+
+@admin.register(UsageRollup)
+class UsageRollupAdmin(admin.ModelAdmin):
+    list_display = ["hour", "team", "api_key", "model", "requests", "errors", "input_tokens", "output_tokens", "cost"]
+    list_filter = ["team", "model"]
+    date_hierarchy = "hour"
+    list_select_related = ["team", "api_key", "model"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # derived data: recomputed from the ledger by billing.rollups
+
+
+@admin.register(MonthlyStatement)
+class MonthlyStatementAdmin(admin.ModelAdmin):
+    list_display = ["month", "team", "requests", "total", "generated_at"]
+    list_filter = ["month", "team"]
+    readonly_fields = ["team", "month", "total", "requests", "data", "generated_at"]
+
+    def has_add_permission(self, request):
+        return False

@@ -113,3 +113,63 @@ class CreditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team}: {self.amount} ({self.kind})"
+
+
+class UsageRollup(models.Model):
+    """Hourly usage per (team, key, model): what dashboards and reports read instead of
+    millions of raw records. Maintained by `billing.rollups.roll_up` (Celery beat, every
+    minute), which recomputes whole hours from the ledger, so it is idempotent."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey("proxy.ApiKey", on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    hour = models.DateTimeField(help_text="start of the UTC hour")
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    cache_write_5m_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cost = models.DecimalField(default=Decimal(0), **MONEY)
+
+    class Meta:
+        ordering = ["-hour"]
+        indexes = [
+            models.Index(fields=["team", "hour"], name="rollup_team_hour"),
+            models.Index(fields=["hour"], name="rollup_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.team_id}/{self.api_key_id}/{self.model_id} @ {self.hour:%Y-%m-%d %H}:00"
+
+
+class RollupState(models.Model):
+    """Singleton row: the roll-up watermark, and the lock concurrent runs queue on."""
+
+    name = models.CharField(max_length=50, unique=True)
+    watermark = models.DateTimeField(null=True, blank=True, help_text="charges created before this are folded")
+    updated = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.watermark}"
+
+
+class MonthlyStatement(models.Model):
+    """A team's statement for one calendar month (BILLING_TIME_ZONE), computed from the
+    ledger (Charges). Regenerating it gives the same numbers."""
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="statements")
+    month = models.DateField(help_text="first day of the month")
+    total = models.DecimalField(**MONEY)
+    requests = models.PositiveIntegerField(default=0)
+    # {"by_model": [...], "by_key": [...], "total": {...}}: money as strings.
+    data = models.JSONField()
+    generated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-month", "team"]
+        constraints = [models.UniqueConstraint(fields=["team", "month"], name="unique_statement_month")]
+
+    def __str__(self) -> str:
+        return f"{self.team} {self.month:%Y-%m}: {self.total}"

@@ -1,25 +1,37 @@
 from celery import shared_task
-from django.conf import settings
 
-from .services import charge_request, unpriced_request_ids
-
-
-@shared_task(acks_late=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=10)
-def price_requests(record_ids: list[int]) -> int:
-    for record_id in record_ids:
-        charge_request(record_id)
-    return len(record_ids)
+from .services import price_pending
 
 
 @shared_task
-def sweep_unpriced(batch: int = 1000, max_batches: int = 100) -> int:
-    """Prices finished requests whose task was lost (broker down, worker crash)."""
+def price_finished_requests(batch: int = 500, max_batches: int = 200) -> int:
+    """Prices every finished request not yet priced (beat: every PRICING_INTERVAL_SECONDS).
+    The gateway only commits records; it never waits on the broker, so a broker outage
+    delays charges but cannot lose one."""
     done = 0
     for _ in range(max_batches):
-        ids = unpriced_request_ids(settings.SWEEP_GRACE_SECONDS, limit=batch)
-        for record_id in ids:
-            charge_request(record_id)
-        done += len(ids)
-        if len(ids) < batch:
+        priced = price_pending(batch)
+        done += priced
+        if priced < batch:
             break
     return done
+
+
+@shared_task
+def roll_up_usage() -> int:
+    """Folds new charges into the hourly roll-ups (beat: every minute)."""
+    from .rollups import roll_up
+
+    return roll_up()
+
+
+@shared_task
+def generate_monthly_statements(month: str | None = None) -> int:
+    """Stores last month's statements (beat: on the 1st and 2nd, so a billing time zone
+    behind UTC is covered too); teams that already have one are skipped."""
+    from .reports import generate_statements, last_closed_month, parse_month
+    from .rollups import roll_up
+
+    roll_up()
+    target = parse_month(month) if month else last_closed_month()
+    return len(generate_statements(target, only_missing=month is None))

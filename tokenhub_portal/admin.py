@@ -21,3 +21,18 @@ class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "team", "role", "created"]
     list_filter = ["role", "team"]
     autocomplete_fields = ["user", "team"]
+
+
+from .models import Invitation  # noqa: E402
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "team", "role", "invited_by", "created", "expires_at", "accepted_at", "revoked_at"]
+    list_filter = ["role", "team"]
+    search_fields = ["email", "team__name"]
+    readonly_fields = ["created", "accepted_at", "accepted_by"]
+    exclude = ["token"]  # the link is a secret: staff invite from the portal
+
+    def has_add_permission(self, request):
+        return False

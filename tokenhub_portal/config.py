@@ -69,3 +69,10 @@ def env_url(name: str, default: str | None, schemes: tuple[str, ...]) -> str | N
             f"{name}={value!r} is not a valid URL (expected scheme: {', '.join(schemes)})"
         )
     return value
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}")
+    return value

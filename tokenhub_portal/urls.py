@@ -1,6 +1,30 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path, re_path
+
+from . import views
+
+MONTH = r"(?P<month>\d{4}-\d{2})"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/signup/", views.signup, name="signup"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", views.dashboard, name="dashboard"),
+    path("keys/", views.keys, name="keys"),
+    path("keys/new/", views.key_create, name="key_create"),
+    path("keys/<int:pk>/revoke/", views.key_revoke, name="key_revoke"),
+    path("requests/", views.request_log, name="requests"),
+    path("requests/<str:generation_id>/", views.request_detail, name="request_detail"),
+    path("reports/", views.reports, name="reports"),
+    re_path(rf"^reports/{MONTH}/$", views.report, name="report"),
+    re_path(rf"^reports/{MONTH}\.csv$", views.report_csv, name="report_csv"),
+    re_path(rf"^reports/{MONTH}/statement/$", views.statement, name="statement"),
+    re_path(rf"^reports/{MONTH}\.pdf$", views.statement_pdf, name="statement_pdf"),
+    path("team/", views.team, name="team"),
+    path("team/new/", views.team_create, name="team_create"),
+    path("team/switch/", views.team_switch, name="team_switch"),
+    path("team/invite/", views.team_invite, name="team_invite"),
+    path("team/invitations/<int:pk>/revoke/", views.invite_revoke, name="invite_revoke"),
+    path("invite/<str:token>/", views.invite_accept, name="invite_accept"),
+    path("welcome/", views.no_team, name="no_team"),
 ]

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+from datetime import datetime, time
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
+from django.utils import timezone
+
+from proxy.models import ApiKey, RequestRecord
+
+from .models import Membership
+
+
+class SignUpForm(UserCreationForm):
+    email = forms.EmailField(required=True)
+    team_name = forms.CharField(max_length=90, required=False, help_text="Leave empty to use “<username>'s team”.")
+
+    class Meta(UserCreationForm.Meta):
+        model = get_user_model()
+        fields = ("username", "email")
+
+    def __init__(self, *args, invited: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if invited:
+            del self.fields["team_name"]
+
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError("An account with this email already exists. Log in instead.")
+        return email
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+class KeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. backend-prod",
+                                                                        "autofocus": True}))
+    monthly_limit = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
+                                       label="Monthly limit (USD)", help_text="Empty = no per-key limit.")
+    rpm = forms.IntegerField(required=False, min_value=1, label="Requests / minute")
+    tpm = forms.IntegerField(required=False, min_value=1, label="Tokens / minute")
+    models = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                       label="Allowed models", help_text="None ticked = every enabled model.")
+    expires = forms.DateField(required=False, widget=DateInput, label="Expires on",
+                              help_text="The key stops working at the start of this day.")
+
+    def __init__(self, *args, model_choices: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["models"].choices = model_choices
+
+    def clean_expires(self):
+        day = self.cleaned_data.get("expires")
+        if day is None:
+            return None
+        when = datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.BILLING_TIME_ZONE))
+        if when <= timezone.now():
+            raise forms.ValidationError("Pick a day in the future.")
+        return when
+
+    def issue_kwargs(self) -> dict:
+        d = self.cleaned_data
+        return {"name": d["name"], "monthly_limit": d["monthly_limit"], "rpm": d["rpm"], "tpm": d["tpm"],
+                "models": d["models"], "expires_at": d["expires"]}
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=[(Membership.Role.MEMBER, "Member"), (Membership.Role.ADMIN, "Admin")])
+
+    def __init__(self, *args, inviter_role: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        if inviter_role != Membership.Role.OWNER:
+            self.fields["role"].choices = [(Membership.Role.MEMBER, "Member")]
+
+
+class TeamForm(forms.Form):
+    name = forms.CharField(max_length=90)
+
+
+class RequestFilterForm(forms.Form):
+    key = forms.ModelChoiceField(queryset=ApiKey.objects.none(), required=False, empty_label="All keys")
+    model = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RequestRecord.Status.choices])
+    date_from = forms.DateField(required=False, widget=DateInput, label="From")
+    date_to = forms.DateField(required=False, widget=DateInput, label="To")
+
+    def __init__(self, *args, team, model_choices, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only the team's own keys are valid choices: another team's key id fails validation.
+        self.fields["key"].queryset = ApiKey.objects.filter(team=team)
+        self.fields["model"].choices = [("", "All models"), *model_choices]
+
+    def filters(self) -> dict:
+        if not self.is_valid():
+            return {}
+        d = self.cleaned_data
+        return {"api_key": d["key"], "model": d["model"], "status": d["status"], "date_from": d["date_from"],
+                "date_to": d["date_to"]}

@@ -1,0 +1,260 @@
+"""Portal reads. Everything is scoped by a Team that the caller got from the user's own
+Membership (see `current_membership`); nothing here takes a team id from the client."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncMonth
+from django.utils import timezone
+
+from billing.models import Charge, CreditEntry, Model, UsageRollup
+from billing.rollups import HOUR, UTC, summed_total, totals_by
+from billing.selectors import month_start
+from proxy.models import ApiKey, RequestRecord
+
+from .models import Invitation, Membership, Team
+
+SESSION_TEAM = "team_id"
+
+
+def billing_tz() -> ZoneInfo:
+    return ZoneInfo(settings.BILLING_TIME_ZONE)
+
+
+# --- teams ---------------------------------------------------------------------------------
+
+def memberships_of(user) -> list[Membership]:
+    if not user.is_authenticated:
+        return []
+    return list(Membership.objects.filter(user=user).select_related("team").order_by("team__name"))
+
+
+def current_membership(user, session) -> Membership | None:
+    """The user's membership for the team selected in the session, else their first."""
+    if not user.is_authenticated:
+        return None
+    qs = Membership.objects.filter(user=user).select_related("team", "user")
+    wanted = session.get(SESSION_TEAM)
+    membership = qs.filter(team_id=wanted).first() if wanted else None
+    if membership is None:
+        membership = qs.order_by("created", "id").first()
+        if membership is not None:
+            session[SESSION_TEAM] = membership.team_id
+    return membership
+
+
+def team_members(team: Team) -> list[Membership]:
+    return list(team.memberships.select_related("user").order_by("created"))
+
+
+def open_invitations(team: Team) -> list[Invitation]:
+    return [i for i in team.invitations.filter(accepted_at__isnull=True, revoked_at__isnull=True)
+            .select_related("invited_by")[:50] if i.pending]
+
+
+# --- money ----------------------------------------------------------------------------------
+
+def _live_cutoff(now: datetime) -> datetime:
+    """Roll-ups are trusted for hours before this; later charges are read from the ledger
+    (a small indexed range), so the money figures are never more than a moment behind."""
+    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - HOUR
+
+
+def spend_and_requests(team: Team, since: datetime | None, now: datetime) -> tuple[Decimal, int]:
+    cutoff = _live_cutoff(now)
+    rolled = UsageRollup.objects.filter(team=team, hour__lt=cutoff)
+    live = Charge.objects.filter(team=team, occurred_at__gte=cutoff)
+    if since is not None:
+        rolled = rolled.filter(hour__gte=since)
+        live = live.filter(occurred_at__gte=since)
+    a = summed_total(rolled, {"requests": Sum("requests")}, "cost")
+    b = summed_total(live, {"requests": Count("id")}, "amount")
+    return a["cost"] + b["cost"], a["requests"] + b["requests"]
+
+
+def credit_balance(team: Team, now: datetime) -> Decimal:
+    credits = summed_total(CreditEntry.objects.filter(team=team), {}, "amount")["cost"]
+    spent, _ = spend_and_requests(team, None, now)
+    return credits - spent
+
+
+# --- dashboard ------------------------------------------------------------------------------
+
+@dataclass
+class Dashboard:
+    month: date
+    spend: Decimal
+    requests: int
+    budget: Decimal | None
+    budget_remaining: Decimal | None
+    budget_used_pct: int | None
+    balance: Decimal | None
+    days: list[date]
+    series: list[dict]        # [{"model": str, "values": [Decimal per day], "total": Decimal}]
+    chart_total: Decimal
+    top_keys: list[dict]
+    recent_errors: list[RequestRecord]
+
+
+def dashboard(team: Team, now: datetime | None = None) -> Dashboard:
+    now = now or timezone.now()
+    start = month_start(now)
+    spend, requests = spend_and_requests(team, start, now)
+    budget = team.monthly_budget
+    remaining = used = None
+    if budget is not None:
+        remaining = budget - spend
+        used = min(100, int(spend * 100 / budget)) if budget > 0 else 100
+    balance = credit_balance(team, now) if team.prepaid else None
+    days, series, chart_total = daily_spend_by_model(team, now)
+    return Dashboard(
+        month=start.date(), spend=spend, requests=requests, budget=budget, budget_remaining=remaining,
+        budget_used_pct=used, balance=balance, days=days, series=series, chart_total=chart_total,
+        top_keys=top_keys(team, start), recent_errors=recent_errors(team, now),
+    )
+
+
+def daily_spend_by_model(team: Team, now: datetime, days: int = 30):
+    tz = billing_tz()
+    today = now.astimezone(tz).date()
+    day_list = [today - timedelta(days=days - 1 - i) for i in range(days)]
+    since = datetime.combine(day_list[0], time.min, tzinfo=tz)
+    rows = totals_by(UsageRollup.objects.filter(team=team, hour__gte=since), ["hour", "model_id"])
+    names = dict(Model.objects.values_list("id", "public_id"))
+    index = {d: i for i, d in enumerate(day_list)}
+    per_model: dict[str, list[Decimal]] = {}
+    for row in rows:
+        i = index.get(row["hour"].astimezone(tz).date())
+        if i is None:
+            continue
+        name = names.get(row["model_id"], "other")
+        per_model.setdefault(name, [Decimal(0)] * days)[i] += row["cost"] or Decimal(0)
+    series = [{"model": m, "values": v, "total": sum(v, Decimal(0))} for m, v in per_model.items()]
+    series.sort(key=lambda s: (-s["total"], s["model"]))
+    return day_list, series, sum((s["total"] for s in series), Decimal(0))
+
+
+def top_keys(team: Team, since: datetime, limit: int = 5) -> list[dict]:
+    rows = totals_by(UsageRollup.objects.filter(team=team, hour__gte=since), ["api_key_id"])
+    rows.sort(key=lambda r: (-(r["cost"] or 0), -(r["requests"] or 0)))
+    rows = rows[:limit]
+    keys = {k.id: k for k in ApiKey.objects.filter(team=team, id__in=[r["api_key_id"] for r in rows])}
+    return [{"key": keys[r["api_key_id"]], "cost": r["cost"], "requests": r["requests"]}
+            for r in rows if r["api_key_id"] in keys]
+
+
+def recent_errors(team: Team, now: datetime, limit: int = 10) -> list[RequestRecord]:
+    """The latest failed requests. The roll-ups say which hours had errors, so the
+    indexed (team, created) scan is bounded to those hours however rare errors are."""
+    cutoff = _live_cutoff(now)
+    error_hours = list(UsageRollup.objects.filter(team=team, errors__gt=0, hour__lt=cutoff)
+                       .order_by("-hour").values_list("hour", flat=True).distinct()[:limit])
+    since = min([cutoff, *error_hours])
+    return list(RequestRecord.objects.filter(team=team, status=RequestRecord.Status.ERROR, created__gte=since)
+                .select_related("api_key").order_by("-created")[:limit])
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+def team_keys(team: Team, now: datetime | None = None) -> list[ApiKey]:
+    now = now or timezone.now()
+    keys = list(ApiKey.objects.filter(team=team).select_related("created_by"))
+    spend = {r["api_key_id"]: r["cost"] for r in
+             totals_by(UsageRollup.objects.filter(team=team, hour__gte=month_start(now)), ["api_key_id"])}
+    for key in keys:
+        key.month_spend = spend.get(key.id, Decimal(0))
+        if key.revoked_at:
+            key.status = "revoked"
+        elif key.expires_at and key.expires_at <= now:
+            key.status = "expired"
+        else:
+            key.status = "active"
+    return keys
+
+
+def enabled_models() -> list[Model]:
+    return list(Model.objects.filter(enabled=True))
+
+
+# --- request log ---------------------------------------------------------------------------
+
+@dataclass
+class LogPage:
+    records: list[RequestRecord]
+    next_cursor: str | None
+
+
+def encode_cursor(record: RequestRecord) -> str:
+    return f"{record.created.astimezone(UTC).strftime('%Y%m%dT%H%M%S.%f')}_{record.id}"
+
+
+def decode_cursor(text: str) -> tuple[datetime, int] | None:
+    try:
+        stamp, _, pk = text.partition("_")
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC), int(pk)
+    except (ValueError, TypeError):
+        return None
+
+
+def request_log(team: Team, *, api_key: ApiKey | None = None, model: str = "", status: str = "",
+                date_from: date | None = None, date_to: date | None = None, cursor: str = "",
+                page_size: int = 50) -> LogPage:
+    """Keyset paging on the (team, -created) index: no OFFSET, no COUNT(*)."""
+    qs = RequestRecord.objects.filter(team=team)
+    if api_key is not None:
+        qs = qs.filter(api_key=api_key)
+    if model:
+        qs = qs.filter(model__public_id=model)
+    if status:
+        qs = qs.filter(status=status)
+    tz = billing_tz()
+    if date_from:
+        qs = qs.filter(created__gte=datetime.combine(date_from, time.min, tzinfo=tz))
+    if date_to:
+        qs = qs.filter(created__lt=datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=tz))
+    position = decode_cursor(cursor) if cursor else None
+    if position is not None:
+        created, pk = position
+        qs = qs.filter(Q(created__lt=created) | Q(created=created, id__lt=pk))
+    records = list(qs.select_related("api_key").order_by("-created", "-id")[: page_size + 1])
+    more = len(records) > page_size
+    records = records[:page_size]
+    return LogPage(records, encode_cursor(records[-1]) if more and records else None)
+
+
+def request_detail(team: Team, generation_id: str) -> tuple[RequestRecord, Charge | None] | None:
+    record = (RequestRecord.objects.filter(team=team, generation_id=generation_id)
+              .select_related("api_key", "model").first())
+    if record is None:
+        return None
+    charge = Charge.objects.filter(request=record).select_related("price").first()
+    return record, charge
+
+
+# --- reports -----------------------------------------------------------------------------
+
+def monthly_totals(team: Team, limit: int = 24) -> list[dict]:
+    """Per month (billing time zone): requests and cost from the roll-ups, and whether a
+    final statement is stored; newest first, the current month always included."""
+    from billing.models import MonthlyStatement
+    from billing.reports import current_month
+
+    tz = billing_tz()
+    rows = totals_by(UsageRollup.objects.filter(team=team).annotate(month=TruncMonth("hour", tzinfo=tz)), ["month"])
+    months: dict[date, dict] = {}
+    for row in rows:
+        m = row["month"].astimezone(tz).date() if isinstance(row["month"], datetime) else row["month"]
+        months[m] = {"month": m, "requests": row["requests"] or 0, "cost": row["cost"] or Decimal(0)}
+    months.setdefault(current_month(), {"month": current_month(), "requests": 0, "cost": Decimal(0)})
+    stored = {s.month: s for s in MonthlyStatement.objects.filter(team=team)}
+    for m, s in stored.items():
+        months.setdefault(m, {"month": m, "requests": s.requests, "cost": s.total})
+    out = sorted(months.values(), key=lambda r: r["month"], reverse=True)[:limit]
+    for row in out:
+        row["statement"] = stored.get(row["month"])
+    return out
