@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -8,9 +7,30 @@ from django.utils import timezone
 
 from proxy.models import RequestRecord
 
-from .models import Charge
+from .models import Charge, Price
 from .pricing import compute_cost
 from .selectors import price_at
+
+
+def charge_amount(record: RequestRecord, price) -> Decimal:
+    if not record.billable or price is None:
+        return Decimal(0)
+    return compute_cost(
+        price,
+        input_tokens=record.input_tokens,
+        output_tokens=record.output_tokens,
+        cache_write_5m=record.cache_write_5m_tokens,
+        cache_write_1h=record.cache_write_1h_tokens,
+        cache_read=record.cache_read_tokens,
+    )
+
+
+def _new_charge(record: RequestRecord, price) -> Charge:
+    return Charge(
+        request=record, team_id=record.team_id, api_key_id=record.api_key_id, model_id=record.model_id,
+        price=price, amount=charge_amount(record, price), estimated=record.output_estimated,
+        occurred_at=record.created,
+    )
 
 
 def charge_request(record_id: int) -> Charge:
@@ -18,45 +38,56 @@ def charge_request(record_id: int) -> Charge:
     twice at once, returns the existing charge instead of making another."""
     with transaction.atomic():
         record = RequestRecord.objects.select_for_update().get(pk=record_id)
-        existing = Charge.objects.filter(request_id=record_id).first()
-        if existing is not None:
-            if record.priced_at is None:
-                record.priced_at = timezone.now()
-                record.save(update_fields=["priced_at"])
-            return existing
-        price = price_at(record.model_id, record.created) if record.model_id else None
-        if record.billable and price is not None:
-            amount = compute_cost(
-                price,
-                input_tokens=record.input_tokens,
-                output_tokens=record.output_tokens,
-                cache_write_5m=record.cache_write_5m_tokens,
-                cache_write_1h=record.cache_write_1h_tokens,
-                cache_read=record.cache_read_tokens,
-            )
-        else:
-            amount = Decimal(0)
-        try:
-            with transaction.atomic():
-                charge = Charge.objects.create(
-                    request=record, team_id=record.team_id, api_key_id=record.api_key_id,
-                    model_id=record.model_id, price=price, amount=amount,
-                    estimated=record.output_estimated, occurred_at=record.created,
-                )
-        except IntegrityError:  # another worker won the race on a backend without row locks
-            charge = Charge.objects.get(request_id=record_id)
-        record.priced_at = timezone.now()
-        record.save(update_fields=["priced_at"])
+        charge = Charge.objects.filter(request_id=record_id).first()
+        if charge is None:
+            price = price_at(record.model_id, record.created) if record.model_id else None
+            try:
+                with transaction.atomic():
+                    charge = _new_charge(record, price)
+                    charge.save()
+            except IntegrityError:  # another worker won the race on a backend without row locks
+                charge = Charge.objects.get(request_id=record_id)
+        if record.priced_at is None:
+            record.priced_at = timezone.now()
+            record.save(update_fields=["priced_at"])
         return charge
 
 
-def unpriced_request_ids(older_than_seconds: int, limit: int = 1000) -> list[int]:
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    return list(
-        RequestRecord.objects.filter(priced_at__isnull=True, created__lte=cutoff)
-        .order_by("created")
-        .values_list("pk", flat=True)[:limit]
-    )
+def price_pending(limit: int = 500) -> int:
+    """Price a batch of finished, unpriced requests. Rows are claimed with SKIP LOCKED, so
+    runs that overlap split the work instead of repeating it, and the unique charge per
+    request makes a repeat harmless anyway. Returns how many were priced."""
+    with transaction.atomic():
+        records = list(
+            RequestRecord.objects.select_for_update(skip_locked=True)
+            .filter(priced_at__isnull=True).order_by("created")[:limit]
+        )
+        if not records:
+            return 0
+        ids = [r.pk for r in records]
+        charged = set(Charge.objects.filter(request_id__in=ids).values_list("request_id", flat=True))
+        prices = _price_versions({r.model_id for r in records if r.model_id})
+        Charge.objects.bulk_create([
+            _new_charge(r, _in_force(prices.get(r.model_id, ()), r.created)) for r in records if r.pk not in charged
+        ])
+        RequestRecord.objects.filter(pk__in=ids).update(priced_at=timezone.now())
+    return len(records)
+
+
+def _price_versions(model_ids: set[int]) -> dict[int, list[Price]]:
+    versions: dict[int, list[Price]] = {}
+    for price in Price.objects.filter(model_id__in=model_ids).order_by("effective_from"):
+        versions.setdefault(price.model_id, []).append(price)
+    return versions
+
+
+def _in_force(versions, when):
+    current = None
+    for price in versions:  # ascending; a handful per model
+        if price.effective_from > when:
+            break
+        current = price
+    return current
 
 
 def add_credit(team, amount: Decimal, *, note: str = "", created_by=None, kind: str = "topup"):

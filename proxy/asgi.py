@@ -93,11 +93,10 @@ def _header_list(content_type: str, headers: dict[str, str]) -> list[tuple[bytes
 
 
 async def send_response(send, receive, response: Response | StreamResponse) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": response.status,
-        "headers": _header_list(response.content_type, response.headers),
-    })
+    headers = _header_list(response.content_type, response.headers)
+    if isinstance(response, Response):  # a length, not chunked encoding, for a body we already have
+        headers.append((b"content-length", b"%d" % len(response.body)))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
     if isinstance(response, Response):
         await send({"type": "http.response.body", "body": response.body})
     else:

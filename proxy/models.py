@@ -66,7 +66,7 @@ class RequestRecord(models.Model):
     prompt = models.JSONField(null=True, blank=True)      # only with STORE_CONTENT
     completion = models.TextField(blank=True)             # only with STORE_CONTENT
     created = models.DateTimeField(db_index=True)
-    # Set when the Charge has been written; the sweeper looks for nulls.
+    # Set when the Charge has been written; the pricing task claims the nulls.
     priced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -2,16 +2,20 @@
 
 Each request awaits its own record's commit before the client sees the end of its
 response, so a record is never lost to a crash after the answer went out; concurrent
-requests share one INSERT. Pricing is then queued on Celery per batch (if the broker is
-down, the sweeper prices them later)."""
+requests share one INSERT. Pricing is not the gateway's job: a Celery beat task prices
+committed records every few seconds (billing.tasks.price_finished_requests), so the hot
+path never touches the broker. Only without a broker (eager mode, `make run`) does the
+writer price its own batches, off the event loop."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import ApiKey, RequestRecord
@@ -22,7 +26,11 @@ LAST_USED_EVERY = 60.0  # seconds between last_used updates of one key
 
 
 class RecordWriter:
+    """One writer thread per process: it keeps one database connection, and a plain
+    executor hop costs far less than asgiref's sync_to_async on every batch."""
+
     def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-writer")
         self._pending: list[tuple[dict, asyncio.Future]] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -47,7 +55,7 @@ class RecordWriter:
             if not batch:
                 continue
             try:
-                ids = await sync_to_async(self._persist, thread_sensitive=False)([f for f, _ in batch])
+                await asyncio.get_running_loop().run_in_executor(self._executor, self._persist, [f for f, _ in batch])
             except Exception as exc:
                 log.exception("could not write %d request records", len(batch))
                 for _, future in batch:
@@ -57,11 +65,19 @@ class RecordWriter:
             for _, future in batch:
                 if not future.done():
                     future.set_result(None)
-            task = asyncio.get_running_loop().create_task(sync_to_async(queue_pricing, thread_sensitive=False)(ids))
-            self._pricing.add(task)
-            task.add_done_callback(self._pricing.discard)
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                task = asyncio.get_running_loop().create_task(sync_to_async(price_now, thread_sensitive=False)())
+                self._pricing.add(task)
+                task.add_done_callback(self._pricing.discard)
 
-    def _persist(self, batch: list[dict]) -> list[int]:
+    def _persist(self, batch: list[dict]) -> int:
+        try:
+            return self._insert(batch)
+        except Exception:
+            connection.close()  # the next batch reconnects instead of reusing a broken connection
+            raise
+
+    def _insert(self, batch: list[dict]) -> int:
         now = time.monotonic()
         stale = sorted({f["api_key_id"] for f in batch if now - self._touched.get(f["api_key_id"], -1e9) > LAST_USED_EVERY})
         with transaction.atomic():
@@ -70,7 +86,7 @@ class RecordWriter:
                 ApiKey.objects.filter(pk__in=stale).update(last_used=timezone.now())
         for key_id in stale:
             self._touched[key_id] = now
-        return [r.pk for r in records]
+        return len(records)
 
     async def drain(self) -> None:
         """Let queued writes and pricing hand-offs finish (ASGI shutdown)."""
@@ -80,14 +96,13 @@ class RecordWriter:
             await asyncio.gather(*self._pricing, return_exceptions=True)
 
 
-def queue_pricing(record_ids: list[int]) -> None:
-    from billing.tasks import price_requests
+def price_now() -> None:
+    from billing.tasks import price_finished_requests
 
     try:
-        price_requests.apply_async(args=[record_ids], retry=False)
-    except Exception:
-        log.warning("could not queue pricing for %d records; the sweeper will price them", len(record_ids),
-                    exc_info=True)
+        price_finished_requests()  # called in-process, not queued
+    except Exception:  # the next batch (or the beat task, with a broker) retries
+        log.warning("pricing failed", exc_info=True)
 
 
 writer = RecordWriter()

@@ -236,8 +236,8 @@ def gateway_pair(django_db_setup, simulator_url):
 
 @pytest.fixture(scope="session")
 def pricing_worker(django_db_setup):
-    """A real Celery worker on Redis when REDIS_URL is set (CI); without Redis the
-    gateway prices in-process (eager), so there is nothing to start."""
+    """A real Celery worker with beat on Redis when REDIS_URL is set (CI): beat schedules
+    the pricing task, the worker runs it. Without Redis the gateway prices in-process."""
     import subprocess
     import sys
 
@@ -246,10 +246,12 @@ def pricing_worker(django_db_setup):
     if not settings.REDIS_URL:
         yield None
         return
+    (ROOT / "var").mkdir(exist_ok=True)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tokenhub_portal", "worker", "--pool=solo", "--loglevel=WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=subprocess_env(),
+        [sys.executable, "-m", "celery", "-A", "tokenhub_portal", "worker", "--beat", "--pool=solo",
+         "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
+         "--schedule", str(ROOT / "var" / "celerybeat-test-schedule")],
+        cwd=ROOT, env=subprocess_env(PRICING_INTERVAL_MS="300"),
     )
     yield proc
     _stop(proc)

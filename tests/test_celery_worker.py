@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 
 from billing.models import Charge
-from billing.tasks import price_requests
+from billing.tasks import price_finished_requests
 
 from .conftest import subprocess_env, wait_until
 
@@ -40,8 +40,8 @@ def celery_worker_process(seeded):
 def test_worker_prices_requests_exactly_once(celery_worker_process, make_key, make_record):
     issued = make_key()
     record = make_record(issued, input_tokens=1000, output_tokens=1000, cache_read_tokens=1000)
-    price_requests.delay([record.pk])
-    price_requests.delay([record.pk])  # a duplicated message
+    price_finished_requests.delay()
+    price_finished_requests.delay()  # a duplicated message
     charge = wait_until(lambda: Charge.objects.filter(request=record).first(), timeout=60)
     assert charge.amount == Decimal("0.0183")  # 1000×3 + 1000×15 + 1000×0.3 µ$
     record.refresh_from_db()

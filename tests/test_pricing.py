@@ -6,8 +6,8 @@ import pytest
 
 from billing.models import Charge, Model, Price
 from billing.pricing import compute_cost
-from billing.services import charge_request
-from billing.tasks import price_requests, sweep_unpriced
+from billing.services import charge_request, price_pending
+from billing.tasks import price_finished_requests
 
 pytestmark = pytest.mark.django_db
 
@@ -69,22 +69,37 @@ def test_charge_uses_price_in_force_and_repricing_leaves_past_charges(make_key, 
 
 def test_duplicated_task_makes_one_charge(make_key, make_record):
     record = make_record(make_key(), input_tokens=10, output_tokens=20)
-    price_requests.apply(args=[[record.pk]])
-    price_requests.apply(args=[[record.pk, record.pk]])
+    charge_request(record.pk)
+    assert price_finished_requests.apply().get() == 0  # already priced: nothing to claim
+    charge_request(record.pk)
     assert Charge.objects.filter(request=record).count() == 1
     record.refresh_from_db()
     assert record.priced_at is not None
 
 
-def test_sweeper_charges_a_request_whose_task_never_ran(make_key, make_record, settings):
-    settings.SWEEP_GRACE_SECONDS = 30
-    old = make_record(make_key(), created=datetime.now(timezone.utc) - timedelta(minutes=5),
-                      input_tokens=100, output_tokens=100)
-    fresh = make_record(make_key(), input_tokens=100, output_tokens=100)
-    assert sweep_unpriced.apply().get() == 1
+def test_periodic_task_prices_every_finished_request_once(make_key, make_record):
+    key = make_key()
+    old = make_record(key, created=datetime.now(timezone.utc) - timedelta(days=3), input_tokens=100, output_tokens=100)
+    fresh = make_record(key, input_tokens=1000, output_tokens=0, cache_read_tokens=1000)
+    failed = make_record(key, status="error", input_tokens=5, output_tokens=0)
+    assert price_finished_requests.apply().get() == 3
     assert Charge.objects.get(request=old).amount == Decimal("0.0018")
-    assert not Charge.objects.filter(request=fresh).exists()  # its own task is still due
-    assert sweep_unpriced.apply().get() == 0
+    assert Charge.objects.get(request=fresh).amount == Decimal("0.0033")
+    assert Charge.objects.get(request=failed).amount == 0
+    assert price_finished_requests.apply().get() == 0
+    assert Charge.objects.count() == 3
+
+
+def test_bulk_pricing_uses_the_price_version_in_force(make_key, make_record):
+    key = make_key()
+    t0 = datetime.now(timezone.utc) - timedelta(days=2)
+    early = make_record(key, created=t0, input_tokens=1_000_000, output_tokens=0)
+    Price.objects.create(model=Model.objects.get(public_id="claude-sonnet-4-6"), effective_from=t0 + timedelta(days=1),
+                         input_per_mtok=Decimal("2"), output_per_mtok=Decimal("10"))
+    late = make_record(key, input_tokens=1_000_000, output_tokens=0)
+    assert price_pending() == 2
+    assert Charge.objects.get(request=early).amount == Decimal("3")
+    assert Charge.objects.get(request=late).amount == Decimal("2")
 
 
 def test_failed_request_costs_zero(make_key, make_record):
@@ -101,7 +116,7 @@ def test_cancelled_stream_is_billed_and_flagged_estimated(make_key, make_record)
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_pricing_makes_one_charge(seeded, make_key, make_record):
-    """Two workers pricing the same request at the same moment."""
+    """Workers pricing the same request at the same moment, one-by-one and in bulk."""
     import threading
 
     from django.db import connection
@@ -118,6 +133,7 @@ def test_concurrent_duplicate_pricing_makes_one_charge(seeded, make_key, make_re
         try:
             barrier.wait()
             charge_request(record.pk)
+            price_pending()
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
