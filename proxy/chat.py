@@ -107,8 +107,8 @@ class Call:
         await writer.write(fields)
         if self.reservation is not None:  # after the commit: a ledger rebuild then sees this record
             billed = status in ("success", "cancelled")
-            await limits.settle(self.reservation, (self.cost(usage) or Decimal(0)) if billed else Decimal(0),
-                                usage.prompt_tokens + usage.output_tokens if billed else 0)
+            limits.settle_soon(self.reservation, (self.cost(usage) or Decimal(0)) if billed else Decimal(0),
+                               usage.prompt_tokens + usage.output_tokens if billed else 0)
 
 
 @api_endpoint("POST")

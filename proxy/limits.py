@@ -17,6 +17,7 @@ REDIS_URL the same scripts run on an in-process fake (one process, same semantic
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -229,8 +230,6 @@ def redis_client():
     """The process's client, bound to the running event loop (one per gateway process;
     tests and management commands may run several loops one after another)."""
     global _redis, _redis_loop
-    import asyncio
-
     loop = asyncio.get_running_loop()
     if _redis is None or _redis_loop is not loop:
         _redis_loop = loop
@@ -348,6 +347,23 @@ async def settle(reservation: Reservation, actual: Decimal, actual_tokens: int) 
         await _scripts["settle"](keys=keys, args=args)
     except Exception:  # the reservation expires; the ledger rebuild/reconcile restores the counters
         log.warning("could not settle %s in the limits store", reservation.generation_id, exc_info=True)
+
+
+_settling: set[asyncio.Task] = set()
+
+
+def settle_soon(reservation: Reservation, actual: Decimal, actual_tokens: int) -> None:
+    """Settle without holding up the response: until it lands the reservation keeps the
+    (larger) worst case held, which errs on the safe side."""
+    task = asyncio.get_running_loop().create_task(settle(reservation, actual, actual_tokens))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+
+
+async def drain() -> None:
+    """Finish pending settles (ASGI shutdown)."""
+    if _settling:
+        await asyncio.gather(*_settling, return_exceptions=True)
 
 
 async def rebuild(counter: Counter, *, force: bool = False) -> bool:

@@ -41,6 +41,7 @@ async def shutdown() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await _reaper
     await writer.drain()
+    await limits.drain()
     await upstream.close()
     await limits.close()
     await auth.stop_listener()

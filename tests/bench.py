@@ -72,6 +72,7 @@ class Scenario:
     concurrency: int
     stream: bool
     requests: int  # the measured phase stops at this count or at --duration
+    limited: bool = False  # through a key with a monthly limit and RPM/TPM (reserve + settle)
 
 
 SCENARIOS = {
@@ -79,6 +80,7 @@ SCENARIOS = {
     for s in (
         Scenario("plain-c1", 1, False, 2_000),
         Scenario("plain-c32", 32, False, 10_000),
+        Scenario("limits-c32", 32, False, 10_000, limited=True),
         Scenario("stream-c16", 16, True, 10_000),
         Scenario("stream-c32", 32, True, 10_000),
     )
@@ -285,6 +287,17 @@ def main_table(results: list[tuple[Scenario, dict, dict]]) -> list[str]:
     return rows
 
 
+def limits_line(results: list[tuple[Scenario, dict, dict]]) -> str:
+    """What reserve-and-settle adds: the limited key against the unlimited one, same load."""
+    through = {s.name: g for s, _, g in results}
+    if "plain-c32" not in through or "limits-c32" not in through:
+        return ""
+    plain, limited = through["plain-c32"], through["limits-c32"]
+    return (f"\nlimit checks (limits-c32 − plain-c32, through the gateway): "
+            f"p50 {fmt(diff(plain['p50'], limited['p50']))} ms, p99 {fmt(diff(plain['p99'], limited['p99']))} ms, "
+            f"CPU {fmt(diff(cpu_ms_per_request(plain, 'gateway'), cpu_ms_per_request(limited, 'gateway')), 2)} ms/req")
+
+
 def detail_table(results: list[tuple[Scenario, dict, dict]]) -> list[str]:
     rows = ["| scenario | requests direct / gateway | TTFT p99 direct / gateway / added ms "
             "| simulator CPU ms/req direct / through | load generator CPU ms/req direct / through |",
@@ -325,16 +338,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def start_services(args: argparse.Namespace, database_url: str,
-                   started: list[Service]) -> tuple[Service, Service, dict, str]:
-    """Simulator, then migrations and a key, then the gateway; returns them with the
-    gateway's environment and the key."""
+                   started: list[Service]) -> tuple[Service, Service, dict, dict[bool, str]]:
+    """Simulator, then migrations and keys, then the gateway; returns them with the
+    gateway's environment and the keys (unlimited, and limited: the limits never bind
+    but every request is reserved and settled)."""
     sim_port = free_port()
     sim = Service("simulator", [PY, "-m", "proxy.simulator", "--host", HOST, "--port", str(sim_port)],
                   dict(os.environ), sim_port)
     started.append(sim)
     env = django_env(sim.url, database_url)
     manage(env, "migrate", "-v0")
-    key = manage(env, "issue_key", "--team", "bench", "--name", "bench").strip().splitlines()[-1]
+    keys = {
+        False: manage(env, "issue_key", "--team", "bench", "--name", "bench").strip().splitlines()[-1],
+        True: manage(env, "issue_key", "--team", "bench", "--name", "bench-limited", "--monthly-limit", "100000",
+                     "--rpm", "100000000", "--tpm", "2000000000").strip().splitlines()[-1],
+    }
     gw_port = free_port()
     gateway = Service("gateway", [PY, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", HOST,
                                   "--port", str(gw_port), "--workers", str(args.workers), "--loop", "uvloop",
@@ -342,16 +360,16 @@ def start_services(args: argparse.Namespace, database_url: str,
     started.append(gateway)
     sim.wait_ready()
     gateway.wait_ready(workers=args.workers if args.workers > 1 else 0)  # 1 worker: no master
-    return sim, gateway, env, key
+    return sim, gateway, env, keys
 
 
-def run_scenarios(args, sim: Service, gateway: Service, key: str) -> list[tuple[Scenario, dict, dict]]:
+def run_scenarios(args, sim: Service, gateway: Service, keys: dict[bool, str]) -> list[tuple[Scenario, dict, dict]]:
     results = []
     for name in args.scenarios:
         s = SCENARIOS[name]
         direct = run_load(direct_spec(sim, s.stream), s, args.duration, args.warmup)
         report_run(s, "direct", direct)
-        through = run_load(gateway_spec(gateway, sim, key, s.stream), s, args.duration, args.warmup)
+        through = run_load(gateway_spec(gateway, sim, keys[s.limited], s.stream), s, args.duration, args.warmup)
         report_run(s, "gateway", through)
         results.append((s, direct, through))
     return results
@@ -372,9 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"starting simulator and gateway (logs in {BENCH_DIR.relative_to(ROOT)}/)...", file=sys.stderr)
         database_url, fresh = fresh_database()
-        sim, gateway, env, key = start_services(args, database_url, started)
+        sim, gateway, env, keys = start_services(args, database_url, started)
         before = 0 if fresh else count_records(env)
-        results = run_scenarios(args, sim, gateway, key)
+        results = run_scenarios(args, sim, gateway, keys)
         print()
         print(machine_line(args.workers))
         print(f"{args.duration:g} s (or the request cap) per run after {args.warmup:g} s warm-up; "
@@ -382,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Redis: {'yes' if env.get('REDIS_URL') else 'no (Celery eager)'}; errors: direct / gateway")
         print()
         print("\n".join(main_table(results)))
+        print(limits_line(results))
         print()
         print("\n".join(detail_table(results)))
         print()
