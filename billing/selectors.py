@@ -28,15 +28,6 @@ def month_start(when: datetime | None = None) -> datetime:
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def spend_since(since: datetime, *, team_id: int | None = None, api_key_id: int | None = None) -> Decimal:
-    qs = Charge.objects.filter(occurred_at__gte=since)
-    if team_id is not None:
-        qs = qs.filter(team_id=team_id)
-    if api_key_id is not None:
-        qs = qs.filter(api_key_id=api_key_id)
-    return qs.aggregate(total=Sum("amount"))["total"] or Decimal(0)
-
-
 def month_bounds(month: str) -> tuple[datetime, datetime]:
     """[start, end) of a "YYYY-MM" month in the billing time zone."""
     tz = ZoneInfo(settings.BILLING_TIME_ZONE)
