@@ -66,7 +66,8 @@ async def read_body(request: ApiRequest) -> bytes:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            raise ClientGone()
+            raise GatewayError(499, "The client closed the connection before the request was complete.",
+                               code="client_closed_request")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -74,10 +75,6 @@ async def read_body(request: ApiRequest) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body"):
             return b"".join(chunks)
-
-
-class ClientGone(Exception):
-    """The client closed the connection before we answered."""
 
 
 def too_large(limit: int) -> GatewayError:

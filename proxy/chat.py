@@ -116,12 +116,10 @@ async def chat_completions(request: ApiRequest, key: KeyInfo):
     call = Call(key=key)
     try:
         return await _complete(request, call)
-    except GatewayError as err:
-        await call.record(status="error", http_status=err.status, error=err)
-        return error_response(err, call.headers)
-    except Exception:
-        log.exception("unhandled error in chat completion %s", call.generation_id)
-        err = internal_error()
+    except Exception as exc:  # every call is recorded, failures too
+        err = exc if isinstance(exc, GatewayError) else internal_error()
+        if err is not exc:
+            log.exception("unhandled error in chat completion %s", call.generation_id)
         await call.record(status="error", http_status=err.status, error=err)
         return error_response(err, call.headers)
 

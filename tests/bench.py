@@ -81,6 +81,7 @@ SCENARIOS = {
         Scenario("plain-c1", 1, False, 2_000),
         Scenario("plain-c32", 32, False, 10_000),
         Scenario("limits-c32", 32, False, 10_000, limited=True),
+        Scenario("stream-c1", 1, True, 2_000),
         Scenario("stream-c16", 16, True, 10_000),
         Scenario("stream-c32", 32, True, 10_000),
     )
