@@ -190,14 +190,14 @@ def simulator_url():
     _stop(proc)
 
 
-def start_gateway(simulator_url: str, workers: int = 1):
+def start_gateway(simulator_url: str, workers: int = 1, **env_overrides: str):
     """The real ASGI app under uvicorn (uvloop/httptools) on the test database."""
     import subprocess
     import sys
 
     port = free_port()
-    env = subprocess_env(ANTHROPIC_BASE_URL=simulator_url, ANTHROPIC_API_KEY="sk-ant-simulated",
-                         ANTHROPIC_MAX_RETRIES="2", KEY_CACHE_SECONDS="30")
+    env = subprocess_env(**{"ANTHROPIC_BASE_URL": simulator_url, "ANTHROPIC_API_KEY": "sk-ant-simulated",
+                            "ANTHROPIC_MAX_RETRIES": "2", "KEY_CACHE_SECONDS": "30", **env_overrides})
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",

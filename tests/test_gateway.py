@@ -274,3 +274,41 @@ def test_failed_requests_are_never_charged(live):
     assert record.status == "error" and record.http_status == 400
     assert live.charge_of(record.generation_id).amount == 0
     assert not Charge.objects.filter(request__api_key=live.issued.api_key, amount__gt=0).exists()
+
+
+def test_upstream_reset_mid_stream_ends_with_an_error_event(live):
+    stream = live.openai().chat.completions.create(model="claude-sonnet-4-6", stream=True,
+                                                   messages=user("x [[sim:drop,words=20]]"))
+    received = []
+    with pytest.raises(openai.APIError) as err:
+        for chunk in stream:
+            received.append(chunk)
+    assert err.value.code == "upstream_stream_truncated"
+    assert "".join(c.choices[0].delta.content or "" for c in received if c.choices)  # what came, came
+    record = live.record_of(received[0].id)
+    assert record.status == "error" and record.error_type == "upstream_stream_truncated"
+    assert live.charge_of(received[0].id).amount == 0
+
+
+@pytest.fixture(scope="module")
+def impatient_gateway(django_db_setup, simulator_url):
+    """A gateway that waits at most 1 s for upstream bytes and does not retry."""
+    from .conftest import _stop, start_gateway
+
+    url, proc = start_gateway(simulator_url, ANTHROPIC_TIMEOUT="1", ANTHROPIC_MAX_RETRIES="0")
+    yield url
+    _stop(proc)
+
+
+def test_upstream_timeouts_before_and_during_the_stream(live, impatient_gateway):
+    client = openai.OpenAI(base_url=f"{impatient_gateway}/api/v1", api_key=live.key, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="claude-sonnet-4-6", messages=user("slow [[sim:delay_ms=2500]]"))
+    assert err.value.status_code == 504 and err.value.code == "upstream_timeout"
+    assert live.record_of(err.value.response.headers["x-generation-id"]).http_status == 504
+    stream = client.chat.completions.create(model="claude-sonnet-4-6", stream=True,
+                                            messages=user("stalls [[sim:words=5,chunk_delay_ms=2500]]"))
+    with pytest.raises(openai.APIError) as err:
+        for _ in stream:
+            pass
+    assert err.value.code == "upstream_stream_error"
