@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from billing.pricing import MTOK, format_usd, from_units, to_units  # noqa: F401 (to_units re-exported for callers)
+from billing.pricing import MTOK, format_usd, from_units, to_units
 
 from .errors import GatewayError
 

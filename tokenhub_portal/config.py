@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -37,19 +36,6 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
         raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}")
-    return value
-
-
-def env_decimal(name: str, default: Decimal, *, minimum: Decimal = Decimal(0)) -> Decimal:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
-    if not value.is_finite() or value < minimum:
-        raise ImproperlyConfigured(f"{name}={raw!r} must be a number of at least {minimum}")
     return value
 
 

@@ -74,7 +74,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_url("REDIS_URL", None, ("redis", "rediss", "unix"))
+REDIS_URL = env_url("REDIS_URL", None, ("redis", "rediss"))  # what both Celery and redis-py accept
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
