@@ -39,17 +39,18 @@ def stacked_bars(days: list[date], series: list[dict], *, width: int = 900, heig
     colored = [{**s, "color": PALETTE[i % len(PALETTE)]} for i, s in enumerate(series)]
     totals = [sum((s["values"][i] for s in series), Decimal(0)) for i in range(len(days))]
     top = _nice_max(max(totals, default=Decimal(0)))
-    left, right, top_pad, bottom = 58, 8, 10, 26
+    labels = [_money(top * i / 4) for i in range(5)]
+    left = max(58, 7 * max(len(label) for label in labels) + 10)  # room for the longest y label
+    right, top_pad, bottom = 8, 10, 26
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     slot = plot_w / max(len(days), 1)
     bar_w = max(slot * 0.72, 1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="chart" role="img" '
              f'aria-label="Daily spend by model, last {len(days)} days">']
-    for i in range(5):  # grid and y labels
-        value = top * i / 4
+    for i, label in enumerate(labels):  # grid and y labels
         y = top_pad + plot_h - plot_h * i / 4
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" class="grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="axis" text-anchor="end">{_money(value)}</text>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="axis" text-anchor="end">{label}</text>')
     for i, day in enumerate(days):
         x = left + slot * i + (slot - bar_w) / 2
         base = top_pad + plot_h
