@@ -334,36 +334,66 @@ def rate_headers(key, kind: str, limit: int, remaining: int, reset: str) -> dict
             f"x-ratelimit-reset-{kind}": f"{reset}s"}
 
 
-async def settle(reservation: Reservation, actual: Decimal, actual_tokens: int) -> None:
-    """Turn the reservation into the exact cost (0 for a failed request) and release the rest."""
+def _settle_call(reservation: Reservation, actual: Decimal, actual_tokens: int) -> tuple[list, list]:
     counters = reservation.counters
     keys = [reservation.key, RESERVATION_INDEX]
     for counter in counters:
         keys += [counter.value_key, counter.reserved_key, counter.version_key]
     args = [reservation.generation_id, to_units(actual), actual_tokens, len(counters),
             *[c.mode for c in counters], counter_ttl()]
+    return keys, args
+
+
+async def settle(reservation: Reservation, actual: Decimal, actual_tokens: int) -> None:
+    """Turn the reservation into the exact cost (0 for a failed request) and release the rest."""
+    keys, args = _settle_call(reservation, actual, actual_tokens)
     try:
         redis_client()
         await _scripts["settle"](keys=keys, args=args)
-    except Exception:  # the reservation expires; the ledger rebuild/reconcile restores the counters
+    except Exception:  # the reservation expires; the ledger rebuild restores the counters
         log.warning("could not settle %s in the limits store", reservation.generation_id, exc_info=True)
 
 
-_settling: set[asyncio.Task] = set()
+_queued: list[tuple[list, list]] = []
+_flusher: asyncio.Task | None = None
 
 
 def settle_soon(reservation: Reservation, actual: Decimal, actual_tokens: int) -> None:
-    """Settle without holding up the response: until it lands the reservation keeps the
-    (larger) worst case held, which errs on the safe side."""
-    task = asyncio.get_running_loop().create_task(settle(reservation, actual, actual_tokens))
-    _settling.add(task)
-    task.add_done_callback(_settling.discard)
+    """Settle without holding up the response. Settles queued meanwhile go to Redis in one
+    pipelined round trip; until they land their reservations keep the (larger) worst case
+    held, which errs on the safe side."""
+    global _flusher
+    _queued.append(_settle_call(reservation, actual, actual_tokens))
+    if _flusher is None or _flusher.done():
+        _flusher = asyncio.get_running_loop().create_task(_flush_settles())
+
+
+async def _flush_settles() -> None:
+    while _queued:
+        batch = _queued[:]
+        del _queued[:]
+        try:
+            client = redis_client()
+            script = _scripts["settle"]
+            pipe = client.pipeline(transaction=False)
+            for keys, args in batch:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            results = await pipe.execute(raise_on_error=False)
+        except Exception:
+            log.warning("could not settle %d reservations in the limits store", len(batch), exc_info=True)
+            continue
+        for (keys, args), result in zip(batch, results):
+            if isinstance(result, Exception):  # e.g. NOSCRIPT after a Redis restart: one by one
+                try:
+                    await script(keys=keys, args=args)
+                except Exception:
+                    log.warning("could not settle %s in the limits store", args[0], exc_info=True)
 
 
 async def drain() -> None:
     """Finish pending settles (ASGI shutdown)."""
-    if _settling:
-        await asyncio.gather(*_settling, return_exceptions=True)
+    if _flusher is not None:
+        await asyncio.gather(_flusher, return_exceptions=True)
 
 
 async def rebuild(counter: Counter, *, force: bool = False) -> bool:

@@ -252,3 +252,24 @@ def live_key_info():
         return r.json()["data"]
 
     return get
+
+
+def test_queued_settles_land_even_after_redis_forgot_the_script(db, seeded, make_key):
+    issued = make_key(monthly_limit=Decimal("1"))
+    key = async_to_sync(lookup)(issued.api_key.key_hash)
+    counter = limits.counters_for(key, timezone.now())[0]
+
+    async def scenario():
+        client = limits.redis_client()
+        held = [await limits.reserve(key, f"chatcmpl-q{i}", timezone.now(), Decimal("0.01"), 10) for i in range(3)]
+        assert int(await client.get(counter.reserved_key)) == 3 * limits.to_units(Decimal("0.01"))
+        await client.script_flush()  # as after a Redis restart with persistence
+        for reservation in held:
+            limits.settle_soon(reservation, Decimal("0.002"), 5)
+        await limits.drain()
+        assert int(await client.get(counter.reserved_key)) == 0
+        assert int(await client.get(counter.value_key)) == 3 * limits.to_units(Decimal("0.002"))
+        await client.delete(counter.value_key, counter.reserved_key, counter.version_key)
+        await limits.close()
+
+    async_to_sync(scenario)()
