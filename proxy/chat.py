@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from billing.pricing import compute_cost, format_usd
 
-from . import limits, upstream
+from . import limits, metrics, upstream
 from .api import api_endpoint, error_response, internal_error
 from .asgi import ApiRequest, Response, StreamResponse, read_body
 from .auth import KeyInfo
@@ -105,9 +105,11 @@ class Call:
             fields["prompt"] = t.payload.get("messages")
             fields["completion"] = completion
         await writer.write(fields)
+        billed = status in ("success", "cancelled")
+        billed_cost = self.cost(usage) if billed else None
+        metrics.observe(self.entry.spec.public_id if self.entry else "unknown", fields, billed_cost)
         if self.reservation is not None:  # after the commit: a ledger rebuild then sees this record
-            billed = status in ("success", "cancelled")
-            limits.settle_soon(self.reservation, (self.cost(usage) or Decimal(0)) if billed else Decimal(0),
+            limits.settle_soon(self.reservation, billed_cost or Decimal(0),
                                usage.prompt_tokens + usage.output_tokens if billed else 0)
 
 
@@ -166,6 +168,7 @@ async def _open_upstream(call: Call, payload: bytes) -> httpx.Response:
     try:
         response = await upstream.open_messages(payload)
     except upstream.UpstreamHTTPError as exc:
+        metrics.upstream_error(exc.status)
         call.upstream_request_id = exc.headers.get("request-id", "")
         raise anthropic_error_to_gateway(exc.status, exc.body, exc.headers, not_found_hint=_successor_hint(call.entry)) from None
     call.upstream_request_id = response.headers.get("request-id", "")

@@ -44,3 +44,21 @@ async def readyz(request):
             checks["redis"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
     return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+
+
+def metrics_view(request):
+    """Prometheus exposition (a Django view, so a staff member's session works as well as
+    the scrape token)."""
+    import hmac
+
+    from django.http import HttpResponse
+
+    from . import metrics
+
+    token = settings.METRICS_TOKEN
+    presented = request.headers.get("Authorization", "")
+    allowed = (request.user.is_authenticated and request.user.is_staff) or (
+        token is not None and hmac.compare_digest(presented.encode(), f"Bearer {token}".encode()))
+    if not allowed:
+        return HttpResponse("Staff login or a metrics token required.\n", status=403, content_type="text/plain")
+    return HttpResponse(metrics.exposition(), content_type="text/plain; version=0.0.4; charset=utf-8")

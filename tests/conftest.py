@@ -19,6 +19,7 @@ from proxy.services import issue_key
 from tokenhub_portal.models import Team
 
 ROOT = Path(__file__).resolve().parents[1]
+METRICS_TOKEN = "test-metrics-token"
 
 
 @pytest.fixture(autouse=True)
@@ -125,6 +126,7 @@ def subprocess_env(**extra) -> dict:
     import os
 
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url_for_subprocesses()}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each server process tree keeps its own metrics
     env.update({k: v for k, v in extra.items() if v is not None})
     return env
 
@@ -197,7 +199,8 @@ def start_gateway(simulator_url: str, workers: int = 1, **env_overrides: str):
 
     port = free_port()
     env = subprocess_env(**{"ANTHROPIC_BASE_URL": simulator_url, "ANTHROPIC_API_KEY": "sk-ant-simulated",
-                            "ANTHROPIC_MAX_RETRIES": "2", "KEY_CACHE_SECONDS": "30", **env_overrides})
+                            "ANTHROPIC_MAX_RETRIES": "2", "KEY_CACHE_SECONDS": "30",
+                            "METRICS_TOKEN": METRICS_TOKEN, **env_overrides})
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",

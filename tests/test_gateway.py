@@ -312,3 +312,30 @@ def test_upstream_timeouts_before_and_during_the_stream(live, impatient_gateway)
         for _ in stream:
             pass
     assert err.value.code == "upstream_stream_error"
+
+
+def test_metrics_are_summed_across_workers_and_need_a_token(live):
+    from .conftest import METRICS_TOKEN
+
+    client = live.openai()
+    for _ in range(4):  # spread over both uvicorn workers
+        client.chat.completions.create(model="anthropic/claude-haiku-4-5", messages=user("metrics"))
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no-such-model", messages=user("x"))
+    assert httpx.get(f"{live.url}/metrics").status_code == 403
+    assert httpx.get(f"{live.url}/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    text = httpx.get(f"{live.url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+
+    def sample(name, **labels):
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"{name}{{{wanted}}} not exported")
+
+    assert sample("tokenhub_requests_total", model="claude-haiku-4-5", status="success") >= 4
+    assert sample("tokenhub_errors_total", model="unknown", error="model_not_found") >= 1
+    assert sample("tokenhub_tokens_total", model="claude-haiku-4-5", kind="output") > 0
+    assert sample("tokenhub_cost_usd_total", model="claude-haiku-4-5") > 0
+    assert sample("tokenhub_request_seconds_count", model="claude-haiku-4-5", streamed="false") >= 4
+    assert "no-such-model" not in text  # client input never becomes a label

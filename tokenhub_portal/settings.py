@@ -130,6 +130,8 @@ STORE_CONTENT = env_bool("STORE_CONTENT", False)
 # Seconds a key lookup stays cached in a gateway process (revocations are pushed
 # through Redis immediately; this bounds staleness if a message is missed).
 KEY_CACHE_SECONDS = env_int("KEY_CACHE_SECONDS", 30, minimum=0)
+# /metrics answers staff sessions, or `Authorization: Bearer <METRICS_TOKEN>` (Prometheus).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 # A reservation not settled within this many seconds (its process died) is released.
 RESERVATION_SECONDS = env_int("RESERVATION_SECONDS", 900, minimum=10)
 

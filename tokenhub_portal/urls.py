@@ -1,12 +1,15 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from proxy.ops import metrics_view
+
 from . import views
 
 MONTH = r"(?P<month>\d{4}-\d{2})"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", views.dashboard, name="dashboard"),
