@@ -88,22 +88,22 @@ class Call:
         t = self.translated
         fields = dict(
             generation_id=self.generation_id, api_key_id=self.key.id, team_id=self.key.team_id,
-            end_user=(t.user or "")[:256] if t else "", requested_model=self.requested_model[:100],
+            end_user=_text(t.user or "", 256) if t else "", requested_model=_text(self.requested_model, 100),
             model_id=self.entry.model_id if self.entry else None,
-            upstream_model=(upstream_model or (self.entry.spec.upstream_id if self.entry else ""))[:100],
+            upstream_model=_text(upstream_model or (self.entry.spec.upstream_id if self.entry else ""), 100),
             status=status, http_status=http_status,
-            error_type=(error.code or error.type)[:64] if error else "",
-            error_message=error.message[:2000] if error else "",
+            error_type=_text(error.code or error.type, 64) if error else "",
+            error_message=_text(error.message, 2000) if error else "",
             streamed=bool(t and t.stream), input_tokens=usage.input_tokens,
             cache_write_5m_tokens=usage.cache_write_5m, cache_write_1h_tokens=usage.cache_write_1h,
             cache_read_tokens=usage.cache_read, output_tokens=usage.output_tokens,
             output_estimated=output_estimated, finish_reason=finish_reason or "",
             latency_ms=self.elapsed_ms(), ttft_ms=self.ttft_ms,
-            upstream_request_id=self.upstream_request_id[:100], created=self.created,
+            upstream_request_id=_text(self.upstream_request_id, 100), created=self.created,
         )
         if settings.STORE_CONTENT and t is not None:
             fields["prompt"] = t.payload.get("messages")
-            fields["completion"] = completion
+            fields["completion"] = _text(completion, len(completion))
         await writer.write(fields)
         billed = status in ("success", "cancelled")
         billed_cost = self.cost(usage) if billed else None
@@ -133,7 +133,24 @@ def _parse_body(raw: bytes) -> dict:
         raise GatewayError(400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json") from None
     if not isinstance(body, dict):
         raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
+    if b"\\u0000" in raw and _contains_nul(body):  # JSON can only carry NUL escaped; cheap pre-check
+        raise GatewayError(400, "Strings must not contain NUL (\\u0000) characters.", code="invalid_value")
     return body
+
+
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
+def _text(value: str, limit: int) -> str:
+    """Database-safe text for the record (PostgreSQL rejects NUL, e.g. in an upstream message)."""
+    return value[:limit].replace("\x00", "\ufffd")
 
 
 async def _complete(request: ApiRequest, call: Call):
@@ -225,7 +242,8 @@ async def _stream(call: Call, response: httpx.Response):
             out = translator.feed(event, data)
             if translator.done:
                 outcome = {"status": "success", "http_status": 200}
-                await _record_stream(call, translator, outcome)
+                # shielded: a client leaving during the commit must not skip the settle
+                await asyncio.shield(_record_stream(call, translator, outcome))
                 yield out
                 return
             if translator.failed:

@@ -105,21 +105,27 @@ class RecordWriter:
             batch, self._pending = self._pending, []
             if not batch:
                 continue
-            try:
-                await self._store([f for f, _ in batch])
-            except Exception as exc:
-                log.exception("could not write %d request records", len(batch))
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+            await self._store_batch(batch)
             if settings.CELERY_TASK_ALWAYS_EAGER:
                 task = asyncio.get_running_loop().create_task(sync_to_async(price_now, thread_sensitive=False)())
                 self._pricing.add(task)
                 task.add_done_callback(self._pricing.discard)
+
+    async def _store_batch(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
+        """One INSERT for the batch; if it fails, row by row, so one bad record cannot
+        take other requests' records down with it."""
+        try:
+            await self._store([f for f, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                log.exception("could not write request record %s", batch[0][0].get("generation_id"))
+                _resolve(batch, exc)
+                return
+            log.warning("a batch of %d request records failed; writing them one by one", len(batch))
+            for item in batch:
+                await self._store_batch([item])
+            return
+        _resolve(batch, None)
 
     async def _store(self, batch: list[dict]) -> None:
         now = time.monotonic()
@@ -148,6 +154,12 @@ class RecordWriter:
             await asyncio.sleep(0.01)
         if self._pricing:
             await asyncio.gather(*self._pricing, return_exceptions=True)
+
+
+def _resolve(group: list[tuple[dict, asyncio.Future]], error: Exception | None) -> None:
+    for _, future in group:
+        if not future.done():
+            future.set_exception(error) if error else future.set_result(None)
 
 
 def price_now() -> None:

@@ -97,12 +97,13 @@ class StreamTranslator:
         Exact once a ``message_delta`` carried the cumulative usage. Before that, count from
         what was streamed: the larger of ceil(characters / 4) and the number of content
         deltas (each carries at least one token) — and never less than ``message_start``
-        reported. Thinking the client never saw is not counted: only delivered output is.
+        reported, nor more than ``max_tokens`` (the model cannot have produced more).
+        Thinking the client never saw is not counted: only delivered output is.
         """
         if self.usage_final:
             return self.usage.output_tokens
         by_chars = -(-self.delivered_output_chars // 4)
-        return max(by_chars, self._delta_events, self.usage.output_tokens)
+        return min(max(by_chars, self._delta_events, self.usage.output_tokens), self._t.max_tokens)
 
     # --- event handlers -----------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """The read endpoints of the API: models, the calling key, one generation."""
 from __future__ import annotations
 
+import re
+
 from django.utils import timezone
 
 from billing.pricing import format_usd
@@ -9,6 +11,9 @@ from . import selectors
 from .api import api_endpoint, json_response
 from .catalog import CatalogEntry, get_catalog
 from .errors import GatewayError
+
+
+GENERATION_ID = re.compile(r"chatcmpl-[0-9A-Za-z_-]{1,64}")
 
 
 def model_payload(entry: CatalogEntry) -> dict:
@@ -79,6 +84,8 @@ async def generation(request, key):
     generation_id = request.query.get("id", "").strip()
     if not generation_id:
         raise GatewayError(400, "Missing required query parameter 'id'.", param="id", code="missing_required_parameter")
+    if not GENERATION_ID.fullmatch(generation_id):
+        raise GatewayError(404, f"Generation {generation_id!r} not found.", param="id", code="generation_not_found")
     data = await selectors.generation_for_team(generation_id, key.team_id)
     if data is None:
         raise GatewayError(404, f"Generation {generation_id} not found.", param="id", code="generation_not_found")

@@ -339,3 +339,51 @@ def test_metrics_are_summed_across_workers_and_need_a_token(live):
     assert sample("tokenhub_cost_usd_total", model="claude-haiku-4-5") > 0
     assert sample("tokenhub_request_seconds_count", model="claude-haiku-4-5", streamed="false") >= 4
     assert "no-such-model" not in text  # client input never becomes a label
+
+
+def test_nul_characters_are_refused_and_cannot_spoil_other_records(live):
+    """PostgreSQL cannot store NUL; a request carrying one must neither 500 nor take the
+    batch of records it shares with other requests down with it."""
+    key = {"Authorization": f"Bearer {live.key}"}
+    for body in ({"model": "x\u0000y", "messages": user("hi")},
+                 {"model": "claude-sonnet-4-6", "messages": user("hi"), "user": "u\u0000"},
+                 {"model": "claude-sonnet-4-6", "messages": user("h\u0000i"), "stream": True}):
+        r = httpx.post(f"{live.url}/api/v1/chat/completions", json=body, headers=key)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_value"
+        assert live.record_of(r.headers["x-generation-id"]).http_status == 400
+    literal = live.openai().chat.completions.create(model="claude-sonnet-4-6", messages=user("a \\u0000 b"))
+    assert literal.choices[0].message.content  # a backslash-u text is not a NUL
+    assert httpx.get(f"{live.url}/api/v1/generation", params={"id": "chatcmpl-\u0000"}, headers=key).status_code == 404
+
+
+def test_one_unstorable_record_does_not_fail_its_batch(db):
+    """The writer falls back to row-by-row when a batch INSERT fails."""
+    import asyncio
+
+    from proxy.recorder import RecordWriter
+
+    writer = RecordWriter()
+    stored, failed = [], []
+
+    async def store(batch):
+        if len(batch) > 1 and any(f["bad"] for f in batch):
+            raise ValueError("batch rejected")
+        if batch[0]["bad"]:
+            raise ValueError("row rejected")
+        stored.extend(f["n"] for f in batch)
+
+    writer._store = store
+
+    async def scenario():
+        async def one(n, bad=False):
+            try:
+                await writer.write({"n": n, "bad": bad, "generation_id": f"g{n}"})
+            except ValueError:
+                failed.append(n)
+
+        await asyncio.gather(*(one(n, bad=n == 2) for n in range(5)))
+
+    from asgiref.sync import async_to_sync
+
+    async_to_sync(scenario)()
+    assert sorted(stored) == [0, 1, 3, 4] and failed == [2]
