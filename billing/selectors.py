@@ -51,14 +51,18 @@ def unpriced_cost(records) -> Decimal:
     return total
 
 
-def ledger_spend(kind: str, owner_id: int, month: str = "") -> Decimal:
+def ledger_spend(kind: str, owner_id: int, month: str = "", exclude: list[str] | None = None) -> Decimal:
     """The ledger's truth behind a limit counter: month spend of a key or team (charges plus
-    finished requests still being priced), or a team's prepaid balance (credits − spend)."""
+    finished requests still being priced), or a team's prepaid balance (credits − spend).
+    `exclude`: generation ids left out (requests whose limit settle is still to come)."""
     from proxy.models import RequestRecord
 
     owner = {"api_key_id": owner_id} if kind == "key" else {"team_id": owner_id}
     charges = Charge.objects.filter(**owner)
     records = RequestRecord.objects.filter(**owner)
+    if exclude:
+        charges = charges.exclude(request__generation_id__in=exclude)
+        records = records.exclude(generation_id__in=exclude)
     if kind != "credit":
         start, end = month_bounds(month)
         charges = charges.filter(occurred_at__gte=start, occurred_at__lt=end)
@@ -70,5 +74,5 @@ def ledger_spend(kind: str, owner_id: int, month: str = "") -> Decimal:
     return credits - spent
 
 
-def ledger_units(kind: str, owner_id: int, month: str = "") -> int:
-    return to_units(ledger_spend(kind, owner_id, month))
+def ledger_units(kind: str, owner_id: int, month: str = "", exclude: list[str] | None = None) -> int:
+    return to_units(ledger_spend(kind, owner_id, month, exclude))

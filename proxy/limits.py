@@ -100,7 +100,11 @@ for i = 1, n do
   redis.call('EXPIRE', KEYS[base + 3], tonumber(ARGV[5 + n]))
   if held and redis.call('DECRBY', KEYS[base + 2], worst) < 0 then redis.call('SET', KEYS[base + 2], 0) end
   if actual ~= 0 and redis.call('EXISTS', KEYS[base + 1]) == 1 then
-    if ARGV[4 + i] == 'cap' then redis.call('INCRBY', KEYS[base + 1], actual)
+    if not held then
+      -- reaped or lost in a flush: a rebuild may or may not have counted this request, so
+      -- drop the counter and let the ledger decide
+      redis.call('DEL', KEYS[base + 1])
+    elseif ARGV[4 + i] == 'cap' then redis.call('INCRBY', KEYS[base + 1], actual)
     else redis.call('DECRBY', KEYS[base + 1], actual) end
   end
 end
@@ -132,6 +136,10 @@ for _, gen in ipairs(expired) do
   local keys = redis.call('HGET', res, 'reserved_keys') or ''
   for key in string.gmatch(keys, '%S+') do
     if redis.call('DECRBY', key, worst) < 0 then redis.call('SET', key, 0) end
+    -- its process died between commit and settle, perhaps: rebuild the counter from the ledger
+    local prefix = string.sub(key, 1, -10)
+    redis.call('INCR', prefix .. ':ver')
+    redis.call('DEL', prefix .. ':spent', prefix .. ':balance')
   end
   redis.call('DEL', res)
   redis.call('ZREM', KEYS[1], gen)
@@ -223,6 +231,7 @@ def worst_case_cost(price, input_tokens_bound: int, max_tokens: int) -> Decimal:
 
 _redis = None
 _redis_loop = None
+_fake_server = None
 _scripts: dict[str, object] = {}
 
 
@@ -241,7 +250,9 @@ def redis_client():
         else:
             import fakeredis
 
-            _redis = fakeredis.FakeAsyncRedis()
+            global _fake_server
+            _fake_server = _fake_server or fakeredis.FakeServer()  # one store per process, whatever the loop
+            _redis = fakeredis.FakeAsyncRedis(server=_fake_server)
         for name, source in (("reserve", _RESERVE), ("settle", _SETTLE), ("init", _INIT), ("reap", _REAP)):
             _scripts[name] = _redis.register_script(source)
     return _redis
@@ -326,6 +337,7 @@ async def reserve(key, generation_id: str, when: datetime, worst: Decimal, token
         reservation.rate_headers.update(rate_headers(key, "requests", key.rpm_limit, int(result[1]), retry_after))
     if key.tpm_limit:
         reservation.rate_headers.update(rate_headers(key, "tokens", key.tpm_limit, int(result[2]), retry_after))
+    _live[generation_id] = reservation
     return reservation
 
 
@@ -354,14 +366,19 @@ async def settle(reservation: Reservation, actual: Decimal, actual_tokens: int) 
         log.warning("could not settle %s in the limits store", reservation.generation_id, exc_info=True)
 
 
+# Reservations of requests still running in this process: renewed until settled, so a long
+# request keeps its hold while a dead process's holds expire.
+_live: dict[str, Reservation] = {}
 _queued: list[tuple[list, list]] = []
 _flusher: asyncio.Task | None = None
+SETTLE_RETRY_SECONDS = 1.0
 
 
 def settle_soon(reservation: Reservation, actual: Decimal, actual_tokens: int) -> None:
     """Settle without holding up the response. Settles queued meanwhile go to Redis in one
-    pipelined round trip; until they land their reservations keep the (larger) worst case
-    held, which errs on the safe side."""
+    pipelined round trip, and are retried until they land (a settle that finds its
+    reservation gone makes the counter rebuild from the ledger, so a retry is always
+    safe); until then the reservation keeps the larger worst case held."""
     global _flusher
     _queued.append(_settle_call(reservation, actual, actual_tokens))
     if _flusher is None or _flusher.done():
@@ -372,6 +389,7 @@ async def _flush_settles() -> None:
     while _queued:
         batch = _queued[:]
         del _queued[:]
+        retry = []
         try:
             client = redis_client()
             script = _scripts["settle"]
@@ -379,21 +397,39 @@ async def _flush_settles() -> None:
             for keys, args in batch:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             results = await pipe.execute(raise_on_error=False)
+            for call, result in zip(batch, results):
+                if isinstance(result, Exception):  # e.g. NOSCRIPT after a Redis restart: one by one
+                    try:
+                        await script(keys=call[0], args=call[1])
+                    except Exception:
+                        retry.append(call)
+                        continue
+                _live.pop(call[1][0], None)
         except Exception:
-            log.warning("could not settle %d reservations in the limits store", len(batch), exc_info=True)
-            continue
-        for (keys, args), result in zip(batch, results):
-            if isinstance(result, Exception):  # e.g. NOSCRIPT after a Redis restart: one by one
-                try:
-                    await script(keys=keys, args=args)
-                except Exception:
-                    log.warning("could not settle %s in the limits store", args[0], exc_info=True)
+            retry = batch
+        if retry:
+            log.warning("could not settle %d reservations; retrying", len(retry), exc_info=True)
+            _queued[:0] = retry
+            await asyncio.sleep(SETTLE_RETRY_SECONDS)
 
 
-async def drain() -> None:
-    """Finish pending settles (ASGI shutdown)."""
+async def renew_live() -> None:
+    """Push back the expiry of this process's running requests' reservations."""
+    if not _live:
+        return
+    client = redis_client()
+    deadline = int((time.time() + settings.RESERVATION_SECONDS) * 1000)
+    pipe = client.pipeline(transaction=False)
+    for generation_id in list(_live):
+        pipe.zadd(RESERVATION_INDEX, {generation_id: deadline}, xx=True)
+        pipe.expire(f"th:res:{generation_id}", counter_ttl())
+    await pipe.execute(raise_on_error=False)
+
+
+async def drain(timeout: float = 5.0) -> None:
+    """Finish pending settles (ASGI shutdown); what cannot land in time is reaped later."""
     if _flusher is not None:
-        await asyncio.gather(_flusher, return_exceptions=True)
+        await asyncio.wait({_flusher}, timeout=timeout)
 
 
 async def rebuild(counter: Counter, *, force: bool = False) -> bool:
@@ -402,7 +438,10 @@ async def rebuild(counter: Counter, *, force: bool = False) -> bool:
 
     client = redis_client()
     version = await client.get(counter.version_key)
-    value = await sync_to_async(ledger_units)(counter.kind, counter.owner_id, counter.month)
+    # Requests still holding a reservation are left out: their settle will add them (and a
+    # settle landing meanwhile changes the version, so this rebuild retries).
+    pending = [g.decode() for g in await client.zrange(RESERVATION_INDEX, 0, -1)]
+    value = await sync_to_async(ledger_units)(counter.kind, counter.owner_id, counter.month, pending)
     landed = await _scripts["init"](keys=[counter.value_key, counter.version_key],
                                     args=[(version or b"").decode(), value, counter_ttl(), "force" if force else "nx"])
     return bool(landed)

@@ -17,11 +17,12 @@ _reaper: asyncio.Task | None = None
 
 
 async def _reap_forever() -> None:
-    """Every gateway process releases reservations whose request died with its process
-    (the script is atomic and idempotent, so all processes may run it)."""
+    """Every gateway process renews the reservations of its running requests and releases
+    those whose request died with its process (atomic and idempotent: all may run it)."""
     while True:
         await asyncio.sleep(REAP_EVERY)
         try:
+            await limits.renew_live()
             released = await limits.reap_expired()
             if released:
                 log.warning("released %d expired reservations", released)

@@ -273,3 +273,67 @@ def test_queued_settles_land_even_after_redis_forgot_the_script(db, seeded, make
         await limits.close()
 
     async_to_sync(scenario)()
+
+
+def _limited_key(make_key, limit="1"):
+    issued = make_key(monthly_limit=Decimal(limit))
+    key = async_to_sync(lookup)(issued.api_key.key_hash)
+    return issued, key, limits.counters_for(key, timezone.now())[0]
+
+
+def test_rebuild_leaves_out_requests_whose_settle_is_still_to_come(db, seeded, make_key, make_record):
+    """A committed request with its settle still queued must be counted once, not by the
+    rebuild and again by the settle."""
+    issued, key, counter = _limited_key(make_key)
+
+    async def scenario():
+        return await limits.reserve(key, "chatcmpl-pending1", timezone.now(), Decimal("0.01"), 10)
+
+    async def finish(reservation):
+        client = limits.redis_client()
+        await client.delete(counter.value_key)      # e.g. a top-up made every counter rebuild
+        assert await limits.rebuild(counter)
+        assert int(await client.get(counter.value_key)) == 0  # the pending request is left out
+        await limits.settle(reservation, Decimal("0.003"), 10)
+        assert int(await client.get(counter.value_key)) == limits.to_units(Decimal("0.003"))
+        await client.delete(counter.value_key, counter.reserved_key, counter.version_key)
+        await limits.close()
+
+    reservation = async_to_sync(scenario)()
+    # its record is committed (cost $0.003 at sonnet prices: 1000 input tokens × $3/M)
+    make_record(issued, generation_id="chatcmpl-pending1", input_tokens=1000, output_tokens=0)
+    async_to_sync(finish)(reservation)
+
+
+def test_a_settle_that_lost_its_reservation_makes_the_counter_rebuild(db, seeded, make_key):
+    issued, key, counter = _limited_key(make_key)
+
+    async def scenario():
+        client = limits.redis_client()
+        reservation = await limits.reserve(key, "chatcmpl-lost1", timezone.now(), Decimal("0.01"), 10)
+        await client.delete(reservation.key)  # reaped or flushed away
+        await limits.settle(reservation, Decimal("0.004"), 10)
+        assert await client.get(counter.value_key) is None  # the ledger decides next time
+        await client.delete(counter.reserved_key, counter.version_key)
+        await limits.close()
+
+    async_to_sync(scenario)()
+
+
+def test_running_requests_keep_their_reservations(db, seeded, make_key):
+    issued, key, counter = _limited_key(make_key)
+
+    async def scenario():
+        client = limits.redis_client()
+        reservation = await limits.reserve(key, "chatcmpl-long1", timezone.now(), Decimal("0.01"), 10)
+        await client.zadd(limits.RESERVATION_INDEX, {"chatcmpl-long1": 0})  # as if its time were up
+        await limits.renew_live()  # this process still runs the request
+        assert await limits.reap_expired() == 0
+        assert int(await client.get(counter.reserved_key)) == limits.to_units(Decimal("0.01"))
+        limits.settle_soon(reservation, Decimal("0.001"), 5)
+        await limits.drain()
+        assert int(await client.get(counter.reserved_key)) == 0 and "chatcmpl-long1" not in limits._live
+        await client.delete(counter.value_key, counter.version_key)
+        await limits.close()
+
+    async_to_sync(scenario)()

@@ -132,8 +132,9 @@ STORE_CONTENT = env_bool("STORE_CONTENT", False)
 KEY_CACHE_SECONDS = env_int("KEY_CACHE_SECONDS", 30, minimum=0)
 # /metrics answers staff sessions, or `Authorization: Bearer <METRICS_TOKEN>` (Prometheus).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
-# A reservation not settled within this many seconds (its process died) is released.
-RESERVATION_SECONDS = env_int("RESERVATION_SECONDS", 900, minimum=10)
+# Running requests renew their reservations every 30 s, so this only bounds how long a dead
+# process's holds last.
+RESERVATION_SECONDS = env_int("RESERVATION_SECONDS", 300, minimum=90)
 
 LOGGING = {
     "version": 1,
