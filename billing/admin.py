@@ -1,7 +1,5 @@
 from django.contrib import admin
 
-from proxy.catalog import invalidate_catalog
-
 from .models import Charge, CreditEntry, Model, Price
 
 
@@ -21,10 +19,6 @@ class ModelAdmin(admin.ModelAdmin):
     list_editable = ["enabled"]
     search_fields = ["public_id", "upstream_id", "tier"]
     inlines = [PriceInline]
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        invalidate_catalog()
 
 
 @admin.register(Price)

@@ -1,4 +1,5 @@
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
 
 from .keys import display_prefix, generate_key, hash_key
 from .models import ApiKey, RequestRecord
@@ -21,9 +22,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
             plaintext = generate_key()
             obj.key_hash, obj.prefix, obj.created_by = hash_key(plaintext), display_prefix(plaintext), request.user
             super().save_model(request, obj, form, change)
-            messages.warning(request, f"New key (copy it now, it is not shown again): {plaintext}")
+            request.tokenhub_new_key = plaintext  # shown once by response_add, never stored
             return
         super().save_model(request, obj, form, change)  # proxy.signals tells every process
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """The new key on a page of its own, not in a flash message (those travel in a
+        cookie or the session table)."""
+        response = TemplateResponse(request, "admin/proxy/apikey/created.html", {
+            **self.admin_site.each_context(request), "title": "API key created", "api_key": obj,
+            "plaintext": request.tokenhub_new_key, "opts": self.model._meta,
+        })
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):

@@ -55,6 +55,9 @@ class KeyInfo:
 
 
 _cache: dict[str, tuple[float, KeyInfo | None]] = {}
+# Bumped by every invalidation: a lookup that read the database before a revocation
+# arrived must not cache what it read.
+_generation = 0
 _listener: asyncio.Task | None = None
 
 
@@ -93,15 +96,18 @@ async def lookup(key_hash: str) -> KeyInfo | None:
     hit = _cache.get(key_hash)
     if hit is not None and hit[0] > now:
         return hit[1]
+    generation = _generation
     key = await ApiKey.objects.select_related("team").filter(key_hash=key_hash).afirst()
     info = KeyInfo.from_model(key) if key else None
     ttl = settings.KEY_CACHE_SECONDS if info else _NEGATIVE_TTL
-    if ttl:
+    if ttl and generation == _generation:  # no invalidation arrived while we read: cacheable
         _cache[key_hash] = (now + ttl, info)
     return info
 
 
 def forget(key_hash: str | None = None) -> None:
+    global _generation
+    _generation += 1
     if key_hash is None or key_hash == ALL_KEYS:
         _cache.clear()
     else:
@@ -109,18 +115,32 @@ def forget(key_hash: str | None = None) -> None:
 
 
 ALL_KEYS = "*"
+CATALOG = "catalog"  # the model/price table changed
 
 
 def broadcast_key_change(key_hash: str = ALL_KEYS) -> None:
     """Tell every gateway process to drop a key (or, with "*", every key: a team's
     budget changed) from its cache. Sync: called from admin, portal and commands."""
     forget(key_hash)
+    _publish(key_hash)
+
+
+def broadcast_catalog_change() -> None:
+    """Every gateway process reloads the model/price table (a new price takes effect at
+    once, so the cost in responses and limits matches the charge)."""
+    from .catalog import invalidate_catalog
+
+    invalidate_catalog()
+    _publish(CATALOG)
+
+
+def _publish(message: str) -> None:
     if settings.REDIS_URL:
         import redis
 
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
         try:
-            client.publish(KEY_CHANNEL, key_hash)
+            client.publish(KEY_CHANNEL, message)
         finally:
             client.close()
 
@@ -156,7 +176,12 @@ async def _listen() -> None:
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         changed = message["data"].decode()
-                        forget(None if changed == ALL_KEYS else changed)
+                        if changed == CATALOG:
+                            from .catalog import invalidate_catalog
+
+                            invalidate_catalog()
+                        else:
+                            forget(None if changed == ALL_KEYS else changed)
         except asyncio.CancelledError:
             raise
         except Exception:  # Redis went away: drop the cache, retry shortly

@@ -4,11 +4,11 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from billing.models import CreditEntry
+from billing.models import CreditEntry, Model, Price
 from tokenhub_portal.models import Team
 
 from . import limits
-from .auth import ALL_KEYS, broadcast_key_change
+from .auth import ALL_KEYS, broadcast_catalog_change, broadcast_key_change
 from .models import ApiKey
 
 
@@ -43,3 +43,9 @@ def team_saved(sender, instance: Team, created: bool, **kwargs) -> None:
 def credit_added(sender, instance: CreditEntry, **kwargs) -> None:
     team_id = instance.team_id
     transaction.on_commit(lambda: limits.ledger_changed("credit", team_id))
+
+
+@receiver(post_save, sender=Model)
+@receiver(post_save, sender=Price)
+def catalog_changed(sender, **kwargs) -> None:
+    transaction.on_commit(broadcast_catalog_change)

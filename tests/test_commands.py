@@ -71,3 +71,16 @@ def test_newcomer_command_line_on_a_fresh_database(tmp_path):
     assert key.startswith("th-") and len(key) >= 43
     raw = db.read_bytes()
     assert key.encode() not in raw and hash_key(key).encode() in raw
+
+
+def test_admin_shows_a_new_key_once_without_a_flash_message(client, seeded, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw-123456-x")
+    client.force_login(admin)
+    team = Team.objects.create(name="admin-made")
+    r = client.post("/admin/proxy/apikey/add/", {"team": team.pk, "name": "from-admin", "allowed_models": "[]"})
+    assert r.status_code == 200 and "no-store" in r["Cache-Control"]
+    plaintext = r.context["plaintext"]
+    stored = ApiKey.objects.get(name="from-admin")
+    assert stored.key_hash == hash_key(plaintext) and plaintext in r.content.decode()
+    assert "messages" not in r.cookies  # never in a cookie
+    assert plaintext not in client.get("/admin/proxy/apikey/").content.decode()

@@ -387,3 +387,23 @@ def test_one_unstorable_record_does_not_fail_its_batch(db):
 
     async_to_sync(scenario)()
     assert sorted(stored) == [0, 1, 3, 4] and failed == [2]
+
+
+def test_a_new_price_version_applies_at_once_in_every_process(live, settings):
+    if not settings.REDIS_URL:
+        pytest.skip("catalog changes are pushed through Redis (CI provides it)")
+    from django.utils import timezone
+
+    from billing.models import Model, Price
+
+    client = live.openai()
+    for _ in range(4):  # both workers have the catalog cached
+        client.chat.completions.create(model="claude-haiku-4-5", messages=user("warm"))
+    Price.objects.create(model=Model.objects.get(public_id="claude-haiku-4-5"), effective_from=timezone.now(),
+                         input_per_mtok=Decimal("100"), output_per_mtok=Decimal("1000"))
+    for _ in range(4):
+        reply = client.chat.completions.create(model="claude-haiku-4-5", messages=user("after"))
+        usage = reply.usage
+        expected = (Decimal(usage.prompt_tokens) * 100 + Decimal(usage.completion_tokens) * 1000) / 1_000_000
+        assert Decimal(usage.model_extra["cost"]) == expected
+        assert live.charge_of(reply.id).amount == expected
