@@ -288,3 +288,31 @@ def live(transactional_db, seeded, gateway_url, pricing_worker, make_key):
     # Let the pipeline finish with this test's records before the database is flushed
     # (a TRUNCATE racing the worker's row locks deadlocks).
     wait_until(lambda: not RequestRecord.objects.filter(priced_at__isnull=True).exists(), timeout=30)
+
+
+def run_concurrently(fn, threads: int = 4) -> None:
+    """Runs fn in several threads released together, each on its own database connection;
+    re-raises the first error."""
+    import threading
+
+    from django.db import connections
+
+    barrier = threading.Barrier(threads)
+    errors = []
+
+    def worker():
+        try:
+            barrier.wait()
+            fn()
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(timeout=60)
+    if errors:
+        raise errors[0]

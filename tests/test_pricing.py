@@ -9,6 +9,8 @@ from billing.pricing import compute_cost
 from billing.services import charge_request, price_pending
 from billing.tasks import price_finished_requests
 
+from .conftest import run_concurrently
+
 pytestmark = pytest.mark.django_db
 
 
@@ -117,32 +119,15 @@ def test_cancelled_stream_is_billed_and_flagged_estimated(make_key, make_record)
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_pricing_makes_one_charge(seeded, make_key, make_record):
     """Workers pricing the same request at the same moment, one-by-one and in bulk."""
-    import threading
-
     from django.db import connection
 
     if connection.vendor == "sqlite":
         pytest.skip("needs a server database for real concurrent transactions (runs in CI on PostgreSQL)")
     record = make_record(make_key(), input_tokens=1000, output_tokens=1000)
-    barrier = threading.Barrier(4)
-    errors = []
 
-    def worker():
-        from django.db import connections
+    def price_twice():
+        charge_request(record.pk)
+        price_pending()
 
-        try:
-            barrier.wait()
-            charge_request(record.pk)
-            price_pending()
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not errors
+    run_concurrently(price_twice)
     assert Charge.objects.filter(request=record).count() == 1

@@ -12,6 +12,8 @@ from billing.rollups import TOKEN_FIELDS, rebuild, roll_up
 from billing.services import charge_request
 from billing.tasks import roll_up_usage
 
+from .conftest import run_concurrently
+
 H = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
 
 
@@ -87,27 +89,10 @@ def test_new_and_late_charges_are_folded(usage, make_record):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_rollups_do_not_double_count(usage):
     """Two runs at once (threads, own connections): the row lock serialises them."""
-    import threading
-
-    from django.db import connection, connections
+    from django.db import connection
 
     if connection.vendor == "sqlite":
         pytest.skip("SQLite serialises writers itself; the threads would share one test transaction")
-    errors = []
-
-    def run():
-        try:
-            roll_up()
-        except Exception as exc:  # pragma: no cover
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_concurrently(roll_up)
     assert UsageRollup.objects.aggregate(n=Sum("requests"))["n"] == Charge.objects.count()
 
