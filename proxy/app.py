@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl
 
-from .api import error_response, internal_error, json_response
+from .api import error_response, internal_error
 from .asgi import ApiRequest, Headers, Router, send_response
 from .errors import GatewayError
 from . import chat, ops, views

@@ -5,14 +5,16 @@ of its input tokens, all priced as the dearest input class, plus max_tokens of o
 is reserved atomically, in one Lua script, against every money limit that applies — the
 key's monthly limit, the team's monthly budget, the team's prepaid balance — together
 with the key's RPM/TPM windows. A request whose worst case does not fit is refused. When
-it ends the exact cost is settled and the rest released; a crashed process's
-reservations expire and are reaped.
+it ends the exact cost is settled and the rest released. Each process renews the holds
+of its running requests, so only a crashed process's reservations expire and are reaped.
 
 Redis holds the shared counters (in integer units of 1e-10 USD, the precision of a
 charge). The database stays the ledger of record: a missing counter (new month, Redis
-restart or flush) is rebuilt from charges plus finished-but-unpriced records. Every
-settle bumps a version, and a rebuild only lands if no settle happened while it read
-the database, so a settle can never be lost or counted twice by a rebuild. Without
+restart or flush) is rebuilt from charges plus finished-but-unpriced records, leaving out
+requests still holding a reservation (their settle adds them). Every settle bumps a
+version and a rebuild only lands if none happened while it read the database; a settle
+that finds its reservation gone drops the counter so the ledger decides. Together, no
+request is lost or counted twice. Without
 REDIS_URL the same scripts run on an in-process fake (one process, same semantics).
 """
 from __future__ import annotations
@@ -331,17 +333,17 @@ async def reserve(key, generation_id: str, when: datetime, worst: Decimal, token
             429, f"Rate limit reached for key '{key.name or key.prefix}': {limit} {unit}. "
                  f"Please try again in {retry_after}s.",
             type=kind, code="rate_limit_exceeded",
-            headers={"Retry-After": retry_after, **rate_headers(key, kind, limit, remaining, retry_after)},
+            headers={"Retry-After": retry_after, **rate_headers(kind, limit, remaining, retry_after)},
         )
     if key.rpm_limit:
-        reservation.rate_headers.update(rate_headers(key, "requests", key.rpm_limit, int(result[1]), retry_after))
+        reservation.rate_headers.update(rate_headers("requests", key.rpm_limit, int(result[1]), retry_after))
     if key.tpm_limit:
-        reservation.rate_headers.update(rate_headers(key, "tokens", key.tpm_limit, int(result[2]), retry_after))
+        reservation.rate_headers.update(rate_headers("tokens", key.tpm_limit, int(result[2]), retry_after))
     _live[generation_id] = reservation
     return reservation
 
 
-def rate_headers(key, kind: str, limit: int, remaining: int, reset: str) -> dict[str, str]:
+def rate_headers(kind: str, limit: int, remaining: int, reset: str) -> dict[str, str]:
     return {f"x-ratelimit-limit-{kind}": str(limit), f"x-ratelimit-remaining-{kind}": str(max(0, remaining)),
             f"x-ratelimit-reset-{kind}": f"{reset}s"}
 
@@ -354,16 +356,6 @@ def _settle_call(reservation: Reservation, actual: Decimal, actual_tokens: int) 
     args = [reservation.generation_id, to_units(actual), actual_tokens, len(counters),
             *[c.mode for c in counters], counter_ttl()]
     return keys, args
-
-
-async def settle(reservation: Reservation, actual: Decimal, actual_tokens: int) -> None:
-    """Turn the reservation into the exact cost (0 for a failed request) and release the rest."""
-    keys, args = _settle_call(reservation, actual, actual_tokens)
-    try:
-        redis_client()
-        await _scripts["settle"](keys=keys, args=args)
-    except Exception:  # the reservation expires; the ledger rebuild restores the counters
-        log.warning("could not settle %s in the limits store", reservation.generation_id, exc_info=True)
 
 
 # Reservations of requests still running in this process: renewed until settled, so a long

@@ -294,7 +294,8 @@ def test_rebuild_leaves_out_requests_whose_settle_is_still_to_come(db, seeded, m
         await client.delete(counter.value_key)      # e.g. a top-up made every counter rebuild
         assert await limits.rebuild(counter)
         assert int(await client.get(counter.value_key)) == 0  # the pending request is left out
-        await limits.settle(reservation, Decimal("0.003"), 10)
+        limits.settle_soon(reservation, Decimal("0.003"), 10)
+        await limits.drain()
         assert int(await client.get(counter.value_key)) == limits.to_units(Decimal("0.003"))
         await client.delete(counter.value_key, counter.reserved_key, counter.version_key)
         await limits.close()
@@ -312,7 +313,8 @@ def test_a_settle_that_lost_its_reservation_makes_the_counter_rebuild(db, seeded
         client = limits.redis_client()
         reservation = await limits.reserve(key, "chatcmpl-lost1", timezone.now(), Decimal("0.01"), 10)
         await client.delete(reservation.key)  # reaped or flushed away
-        await limits.settle(reservation, Decimal("0.004"), 10)
+        limits.settle_soon(reservation, Decimal("0.004"), 10)
+        await limits.drain()
         assert await client.get(counter.value_key) is None  # the ledger decides next time
         await client.delete(counter.reserved_key, counter.version_key)
         await limits.close()
