@@ -27,7 +27,7 @@ test: venv
 
 ## bench: gateway overhead against the simulator (direct vs through the gateway)
 bench: venv
-	$(PY) -m tests.bench
+	$(PY) -m bench.gateway
 
 clean:
 	rm -rf $(VENV) var db.sqlite3

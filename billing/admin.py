@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Charge, CreditEntry, Model, Price
+from .models import Charge, CreditEntry, Model, Price, RequestRecord
 
 
 class PriceInline(admin.TabularInline):
@@ -89,4 +89,24 @@ class MonthlyStatementAdmin(admin.ModelAdmin):
     readonly_fields = ["team", "month", "total", "requests", "data", "generated_at"]
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(RequestRecord)
+class RequestRecordAdmin(admin.ModelAdmin):
+    list_display = ["generation_id", "created", "team", "api_key", "requested_model", "status", "streamed",
+                    "input_tokens", "output_tokens", "latency_ms", "ttft_ms"]
+    list_filter = ["status", "streamed", "requested_model", "team", ("created", admin.DateFieldListFilter)]
+    search_fields = ["generation_id", "upstream_request_id", "end_user"]
+    date_hierarchy = "created"
+    list_select_related = ["team", "api_key"]
+    show_full_result_count = False  # COUNT(*) over millions of rows is the slow part
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

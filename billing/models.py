@@ -3,7 +3,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
-from tokenhub_portal.models import Team
+from tokenhub_portal.accounts.models import ApiKey, Team
 
 # Charges are kept to 1e-10 USD: a single cache-read token of the cheapest model
 # (0.80/1M × 0.1 = 8e-8) is represented exactly, with headroom for editable multipliers.
@@ -65,13 +65,68 @@ class Price(models.Model):
         return f"{self.model_id}@{self.effective_from:%Y-%m-%d}: {self.input_per_mtok}/{self.output_per_mtok}"
 
 
+class RequestRecord(models.Model):
+    """One call to the gateway, successful or not: the metering record of SPEC §5."""
+
+    class Status(models.TextChoices):
+        SUCCESS = "success", "Success"
+        ERROR = "error", "Error"
+        CANCELLED = "cancelled", "Cancelled by client"
+
+    generation_id = models.CharField(max_length=64, unique=True)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="requests")
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="requests")
+    end_user = models.CharField(max_length=256, blank=True)
+    requested_model = models.CharField(max_length=100)
+    model = models.ForeignKey(Model, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    upstream_model = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    http_status = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    streamed = models.BooleanField(default=False)
+    # The four input classes are kept apart (Anthropic's input_tokens excludes cache).
+    input_tokens = models.PositiveIntegerField(default=0)
+    cache_write_5m_tokens = models.PositiveIntegerField(default=0)
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    # True when output was counted from what was streamed (client cancelled mid-stream).
+    output_estimated = models.BooleanField(default=False)
+    finish_reason = models.CharField(max_length=20, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    upstream_request_id = models.CharField(max_length=100, blank=True)
+    prompt = models.JSONField(null=True, blank=True)      # only with STORE_CONTENT
+    completion = models.TextField(blank=True)             # only with STORE_CONTENT
+    created = models.DateTimeField(db_index=True)
+    # Set when the Charge has been written; the pricing task claims the nulls.
+    priced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "proxy_requestrecord"
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["team", "-created"], name="req_team_created"),
+            models.Index(fields=["api_key", "-created"], name="req_key_created"),
+            models.Index(fields=["created"], condition=models.Q(priced_at__isnull=True), name="req_unpriced"),
+        ]
+
+    def __str__(self) -> str:
+        return self.generation_id
+
+    @property
+    def billable(self) -> bool:
+        return self.status in (self.Status.SUCCESS, self.Status.CANCELLED)
+
+
 class Charge(models.Model):
     """One ledger line per priced request; unique on the request so a task that runs
     twice cannot charge twice."""
 
-    request = models.OneToOneField("proxy.RequestRecord", on_delete=models.PROTECT, related_name="charge")
+    request = models.OneToOneField("RequestRecord", on_delete=models.PROTECT, related_name="charge")
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="charges")
-    api_key = models.ForeignKey("proxy.ApiKey", on_delete=models.PROTECT, related_name="charges")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="charges")
     model = models.ForeignKey(Model, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     price = models.ForeignKey(Price, on_delete=models.PROTECT, null=True, blank=True, related_name="charges")
     amount = models.DecimalField(**MONEY)
@@ -121,7 +176,7 @@ class UsageRollup(models.Model):
     minute), which recomputes whole hours from the ledger, so it is idempotent."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
-    api_key = models.ForeignKey("proxy.ApiKey", on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
     model = models.ForeignKey(Model, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     hour = models.DateTimeField(help_text="start of the UTC hour")
     requests = models.PositiveIntegerField(default=0)

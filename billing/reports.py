@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from proxy.models import ApiKey
-from tokenhub_portal.models import Team
+from tokenhub_portal.accounts.models import ApiKey
+from tokenhub_portal.accounts.models import Team
 
 from .models import Charge, Model, MonthlyStatement, UsageRollup
 from .pricing import COST_QUANTUM

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import Sum
 from django.utils import timezone
 
-from .models import Charge, CreditEntry, Price
+from .models import Charge, CreditEntry, Model, Price, RequestRecord
 from .pricing import compute_cost, to_units
 
 
@@ -55,8 +55,6 @@ def ledger_spend(kind: str, owner_id: int, month: str = "", exclude: list[str] |
     """The ledger's truth behind a limit counter: month spend of a key or team (charges plus
     finished requests still being priced), or a team's prepaid balance (credits − spend).
     `exclude`: generation ids left out (requests whose limit settle is still to come)."""
-    from proxy.models import RequestRecord
-
     owner = {"api_key_id": owner_id} if kind == "key" else {"team_id": owner_id}
     charges = Charge.objects.filter(**owner)
     records = RequestRecord.objects.filter(**owner)
@@ -76,3 +74,13 @@ def ledger_spend(kind: str, owner_id: int, month: str = "", exclude: list[str] |
 
 def ledger_units(kind: str, owner_id: int, month: str = "", exclude: list[str] | None = None) -> int:
     return to_units(ledger_spend(kind, owner_id, month, exclude))
+
+
+def canonical_model_ids(names: list[str]) -> dict[str, str]:
+    """Maps each given id or alias to its model's public id (unknown names are left out)."""
+    result = {}
+    for model in Model.objects.all():
+        for name in [model.public_id, *model.aliases]:
+            if name in names:
+                result[name] = model.public_id
+    return result

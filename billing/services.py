@@ -5,9 +5,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from proxy.models import RequestRecord
-
-from .models import Charge, Price
+from .models import Charge, CreditEntry, Price, RequestRecord
 from .pricing import compute_cost
 from .selectors import price_at
 
@@ -92,8 +90,6 @@ def _in_force(versions, when):
 
 def add_credit(team, amount: Decimal, *, note: str = "", created_by=None, kind: str = "topup"):
     """Append to a team's prepaid ledger (negative amounts are adjustments)."""
-    from .models import CreditEntry
-
     if not amount.is_finite() or amount == 0:
         raise ValueError("amount must be a non-zero number of USD")
     return CreditEntry.objects.create(team=team, amount=amount, note=note, created_by=created_by,

@@ -17,8 +17,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from .errors import GatewayError
-from .keys import KEY_PREFIX, hash_key
-from .models import ApiKey
+from tokenhub_portal.accounts.keys import KEY_PREFIX, hash_key
+from tokenhub_portal.accounts.models import ApiKey
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from django.db import connection, transaction
 from django.db.models import JSONField
 from django.utils import timezone
 
-from .models import ApiKey, RequestRecord
+from billing.models import RequestRecord
+from tokenhub_portal.accounts.models import ApiKey
 
 log = logging.getLogger(__name__)
 

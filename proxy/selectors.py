@@ -8,7 +8,7 @@ from billing.selectors import ledger_spend, month_bounds
 
 from . import limits
 from .auth import KeyInfo
-from .models import RequestRecord
+from billing.models import RequestRecord
 
 
 def _money(value):

@@ -5,11 +5,10 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from billing.models import CreditEntry, Model, Price
-from tokenhub_portal.models import Team
+from tokenhub_portal.accounts.models import ApiKey, Team
 
 from . import limits
-from .auth import ALL_KEYS, broadcast_catalog_change, broadcast_key_change
-from .models import ApiKey
+from .auth import ALL_KEYS, broadcast_catalog_change, broadcast_key_change, forget
 
 
 @receiver(post_save, sender=ApiKey)
@@ -17,6 +16,7 @@ def key_saved(sender, instance: ApiKey, created: bool, **kwargs) -> None:
     if created:
         return  # nothing cached yet
     key_hash, key_id = instance.key_hash, instance.pk
+    forget(key_hash)  # this process at once; every process again once the change is committed
 
     def publish() -> None:
         broadcast_key_change(key_hash)

@@ -14,9 +14,9 @@ from asgiref.sync import async_to_sync
 from billing.models import Model, Price
 from billing.seed import load_seed
 from proxy import auth, catalog
-from proxy.models import RequestRecord
-from proxy.services import issue_key
-from tokenhub_portal.models import Team
+from billing.models import RequestRecord
+from tokenhub_portal.web.services import issue_key
+from tokenhub_portal.accounts.models import Team
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS_TOKEN = "test-metrics-token"
@@ -184,7 +184,7 @@ def simulator_url():
     import sys
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "proxy.simulator", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     _wait_http(url + "/healthz", proc)

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from billing.services import charge_request
-from proxy.services import revoke_key
+from tokenhub_portal.accounts.services import revoke_key
 
 from .conftest import assert_openai_error
 

@@ -9,9 +9,9 @@ import pytest
 from django.core import serializers
 from django.core.management import CommandError, call_command
 
-from proxy.keys import hash_key
-from proxy.models import ApiKey
-from tokenhub_portal.models import Team
+from tokenhub_portal.accounts.keys import hash_key
+from tokenhub_portal.accounts.models import ApiKey
+from tokenhub_portal.accounts.models import Team
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.django_db
@@ -77,10 +77,10 @@ def test_admin_shows_a_new_key_once_without_a_flash_message(client, seeded, djan
     admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw-123456-x")
     client.force_login(admin)
     team = Team.objects.create(name="admin-made")
-    r = client.post("/admin/proxy/apikey/add/", {"team": team.pk, "name": "from-admin", "allowed_models": "[]"})
+    r = client.post("/admin/accounts/apikey/add/", {"team": team.pk, "name": "from-admin", "allowed_models": "[]"})
     assert r.status_code == 200 and "no-store" in r["Cache-Control"]
     plaintext = r.context["plaintext"]
     stored = ApiKey.objects.get(name="from-admin")
     assert stored.key_hash == hash_key(plaintext) and plaintext in r.content.decode()
     assert "messages" not in r.cookies  # never in a cookie
-    assert plaintext not in client.get("/admin/proxy/apikey/").content.decode()
+    assert plaintext not in client.get("/admin/accounts/apikey/").content.decode()

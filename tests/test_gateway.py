@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from billing.models import Charge
-from proxy.models import RequestRecord
+from billing.models import RequestRecord
 
 # A 1×1 PNG.
 PNG = base64.b64encode(bytes.fromhex(
@@ -255,7 +255,7 @@ def test_client_disconnect_closes_upstream_and_bills_what_was_delivered(live):
 def test_revoked_key_is_refused_by_every_gateway_process(live, settings):
     if not settings.REDIS_URL:
         pytest.skip("cross-process revocation is pushed through Redis (CI provides it)")
-    from proxy.services import revoke_key
+    from tokenhub_portal.accounts.services import revoke_key
 
     client = live.openai()
     for _ in range(6):  # warm both workers' caches

@@ -18,8 +18,8 @@ from billing.services import add_credit
 from billing.tasks import price_finished_requests
 from proxy import limits
 from proxy.auth import lookup
-from proxy.models import RequestRecord
-from tokenhub_portal.models import Team
+from billing.models import RequestRecord
+from tokenhub_portal.accounts.models import Team
 
 from .conftest import wait_until
 

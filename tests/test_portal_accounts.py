@@ -10,7 +10,7 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
-from tokenhub_portal.models import Invitation, Membership, Team
+from tokenhub_portal.accounts.models import Invitation, Membership, Team
 
 PASSWORD = "correct-horse-battery-staple"
 

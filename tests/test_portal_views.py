@@ -16,9 +16,9 @@ from django.test import Client
 from billing.models import Charge
 from billing.rollups import roll_up
 from billing.services import charge_request
-from proxy.keys import hash_key
-from proxy.models import ApiKey
-from tokenhub_portal.models import Membership, Team
+from tokenhub_portal.accounts.keys import hash_key
+from tokenhub_portal.accounts.models import ApiKey
+from tokenhub_portal.accounts.models import Membership, Team
 
 PASSWORD = "correct-horse-battery-staple"
 NOW = datetime.now(timezone.utc)
@@ -235,7 +235,7 @@ def test_request_log_filters(world, make_record):
 
 
 def make_key_for(team, name):
-    from proxy.services import issue_key
+    from tokenhub_portal.web.services import issue_key
 
     return issue_key(team, name=name).api_key
 

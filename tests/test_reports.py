@@ -18,7 +18,7 @@ from billing.reports import (
 from billing.rollups import TOKEN_FIELDS, roll_up
 from billing.services import charge_request
 from billing.tasks import generate_monthly_statements
-from tokenhub_portal.models import Team
+from tokenhub_portal.accounts.models import Team
 
 OCT = date(2026, 10, 1)
 

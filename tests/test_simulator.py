@@ -18,7 +18,7 @@ import orjson
 import pytest
 import uvicorn
 
-from proxy import simulator
+from simulator import server as simulator
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "anthropic"  # copies of shared/ (checked in test_streaming)
 MODEL = "claude-sonnet-4-6"

@@ -26,9 +26,13 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Bottom to top: teams and keys, billing, the gateway, the web. `tokenhub_portal`
+    # (no models any more) keeps the migrations that created the team tables.
     "tokenhub_portal",
+    "tokenhub_portal.accounts",
     "billing",
     "proxy",
+    "tokenhub_portal.web",
 ]
 
 MIDDLEWARE = [
@@ -41,7 +45,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "tokenhub_portal.urls"
+ROOT_URLCONF = "tokenhub_portal.web.urls"
 ASGI_APPLICATION = "tokenhub_portal.asgi.application"
 
 TEMPLATES = [
@@ -156,7 +160,7 @@ SIGNUP_OPEN = env_bool("SIGNUP_OPEN", True)
 INVITATION_DAYS = env_int("INVITATION_DAYS", 7, minimum=1)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "TokenHub <tokenhub@localhost>")
-TEMPLATES[0]["OPTIONS"]["context_processors"].append("tokenhub_portal.context_processors.portal")
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("tokenhub_portal.web.context_processors.portal")
 CELERY_BEAT_SCHEDULE.update({
     "roll-up-usage": {"task": "billing.tasks.roll_up_usage", "schedule": 60.0},
     # The 1st and 2nd: last month is closed by then whatever BILLING_TIME_ZONE is.

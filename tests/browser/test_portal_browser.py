@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from billing.models import Charge
 from billing.reports import current_month
 from billing.rollups import roll_up
-from tokenhub_portal.models import Membership, Team
+from tokenhub_portal.accounts.models import Membership, Team
 
 from .conftest import ARTIFACTS
 

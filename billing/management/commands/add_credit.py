@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing.selectors import ledger_spend
 from billing.services import add_credit
-from tokenhub_portal.models import Team
+from tokenhub_portal.accounts.models import Team
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from billing.reports import (
     BadMonth, generate_statements, last_closed_month, parse_month, statement_csv, stored_statement,
 )
-from tokenhub_portal.models import Team
+from tokenhub_portal.accounts.models import Team
 
 
 class Command(BaseCommand):

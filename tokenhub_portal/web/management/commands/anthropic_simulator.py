@@ -1,10 +1,10 @@
 from django.core.management.base import BaseCommand
 
-from proxy.simulator import serve
+from simulator import serve
 
 
 class Command(BaseCommand):
-    help = "Serve the built-in Anthropic Messages API simulator (see proxy/simulator.py for its markers)."
+    help = "Serve the built-in Anthropic Messages API simulator (see simulator/server.py for its markers)."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")

@@ -3,8 +3,8 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from proxy.models import ApiKey
-from proxy.services import KeyOperationError
+from tokenhub_portal.accounts.models import ApiKey
+from tokenhub_portal.accounts.services import KeyOperationError
 
 from .. import selectors, services
 from ..forms import KeyCreateForm
@@ -23,7 +23,7 @@ def key_create(request):
     form = KeyCreateForm(request.POST or None, model_choices=choices)
     if request.method == "POST" and form.is_valid():
         try:
-            issued = services.create_key(request.membership, **form.issue_kwargs())
+            issued = services.create_team_key(request.membership, **form.issue_kwargs())
         except KeyOperationError as exc:
             form.add_error("models", str(exc))
         else:

@@ -2,8 +2,40 @@ from django.contrib import admin
 from django.template.response import TemplateResponse
 
 from .keys import display_prefix, generate_key, hash_key
-from .models import ApiKey, RequestRecord
+from .models import ApiKey, Invitation, Membership, Team
 from .services import revoke_key
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ["name", "monthly_budget", "prepaid", "created"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "team", "role", "created"]
+    list_filter = ["role", "team"]
+    autocomplete_fields = ["user", "team"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "team", "role", "invited_by", "created", "expires_at", "accepted_at", "revoked_at"]
+    list_filter = ["role", "team"]
+    search_fields = ["email", "team__name"]
+    readonly_fields = ["created", "accepted_at", "accepted_by"]
+    exclude = ["token"]  # the link is a secret: staff invite from the portal
+
+    def has_add_permission(self, request):
+        return False
 
 
 @admin.register(ApiKey)
@@ -24,12 +56,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             request.tokenhub_new_key = plaintext  # shown once by response_add, never stored
             return
-        super().save_model(request, obj, form, change)  # proxy.signals tells every process
+        super().save_model(request, obj, form, change)  # the gateway's signal handlers tell every process
 
     def response_add(self, request, obj, post_url_continue=None):
         """The new key on a page of its own, not in a flash message (those travel in a
         cookie or the session table)."""
-        response = TemplateResponse(request, "admin/proxy/apikey/created.html", {
+        response = TemplateResponse(request, "admin/accounts/apikey/created.html", {
             **self.admin_site.each_context(request), "title": "API key created", "api_key": obj,
             "plaintext": request.tokenhub_new_key, "opts": self.model._meta,
         })
@@ -41,23 +73,3 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset.filter(revoked_at__isnull=True):
             revoke_key(key)
         self.message_user(request, "Revoked.")
-
-
-@admin.register(RequestRecord)
-class RequestRecordAdmin(admin.ModelAdmin):
-    list_display = ["generation_id", "created", "team", "api_key", "requested_model", "status", "streamed",
-                    "input_tokens", "output_tokens", "latency_ms", "ttft_ms"]
-    list_filter = ["status", "streamed", "requested_model", "team", ("created", admin.DateFieldListFilter)]
-    search_fields = ["generation_id", "upstream_request_id", "end_user"]
-    date_hierarchy = "created"
-    list_select_related = ["team", "api_key"]
-    show_full_result_count = False  # COUNT(*) over millions of rows is the slow part
-
-    def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

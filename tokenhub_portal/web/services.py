@@ -13,10 +13,11 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from proxy.models import ApiKey
-from proxy.services import IssuedKey, issue_key, revoke_key
+from billing.selectors import canonical_model_ids
+from tokenhub_portal.accounts.models import ApiKey
+from tokenhub_portal.accounts.services import IssuedKey, KeyOperationError, create_key, revoke_key
 
-from .models import Invitation, Membership, Team
+from tokenhub_portal.accounts.models import Invitation, Membership, Team
 
 
 class InvitationError(ValueError):
@@ -114,8 +115,21 @@ def revoke_invitation(membership: Membership, invitation_id: int) -> Invitation:
 
 # --- keys --------------------------------------------------------------------------------
 
-def create_key(membership: Membership, **fields) -> IssuedKey:
-    """Issues a key for the member's team (owners/admins only) through proxy.services."""
+def issue_key(team: Team, *, models: list[str] | None = None, **fields) -> IssuedKey:
+    """A new key for `team`; its model allow-list (ids or aliases) is checked against the
+    model table and stored as canonical ids."""
+    allowed = [m for m in (models or []) if m]
+    if allowed:
+        known = canonical_model_ids(allowed)
+        missing = [m for m in allowed if m not in known]
+        if missing:
+            raise KeyOperationError(f"unknown model(s): {', '.join(missing)}")
+        allowed = [known[m] for m in allowed]
+    return create_key(team, allowed_models=allowed, **fields)
+
+
+def create_team_key(membership: Membership, **fields) -> IssuedKey:
+    """Issues a key for the member's team (owners/admins only)."""
     _require_manager(membership)
     return issue_key(membership.team, created_by=membership.user, **fields)
 

@@ -1,6 +1,6 @@
-"""The benchmark's load generator and /proc helpers (see tests/bench.py for the method).
+"""The benchmark's load generator and /proc helpers (see bench/gateway.py for the method).
 
-Run as its own process by tests/bench.py: ``python -m tests.benchlib`` reads one JSON run
+Run as its own process by bench/gateway.py: ``python -m bench.loadgen`` reads one JSON run
 spec on stdin and prints one JSON result line on stdout. It imports nothing heavier than
 uvloop and orjson, so it starts in a fraction of a second and stays out of the way.
 

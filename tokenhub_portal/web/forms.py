@@ -10,9 +10,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 from django.utils import timezone
 
-from proxy.models import ApiKey, RequestRecord
+from billing.models import RequestRecord
+from tokenhub_portal.accounts.models import ApiKey
 
-from .models import Membership
+from tokenhub_portal.accounts.models import Membership
 
 
 class SignUpForm(UserCreationForm):

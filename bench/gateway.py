@@ -3,11 +3,11 @@ the gateway in front of it, in one run, on one machine (``make bench``).
 
 Method
 ------
-- Processes: the simulator (``python -m proxy.simulator``, one process), the gateway
+- Processes: the simulator (``python -m simulator``, one process), the gateway
   (``uvicorn tokenhub_portal.asgi:application --workers N`` on uvloop + httptools, against
   a fresh SQLite file under ``var/bench/`` unless ``DATABASE_URL`` is set, with
   ``REDIS_URL`` passed through when set) and, for each run, a load generator in its own
-  process (``tests/benchlib.py``). All listen on free ephemeral ports on 127.0.0.1.
+  process (``bench/loadgen.py``). All listen on free ephemeral ports on 127.0.0.1.
 - Load generator: a raw HTTP/1.1 client on uvloop (``asyncio.Protocol``, one keep-alive
   connection per concurrent worker, pre-serialised requests, incremental parsing of
   Content-Length and chunked bodies). It is kept light on purpose: on a 2-core machine it
@@ -34,7 +34,7 @@ Method
 
 The exit status is non-zero if any request failed or records are missing.
 
-Usage: ``python -m tests.bench [--workers 2] [--duration 10] [--quick] [--scenarios a,b]``.
+Usage: ``python -m bench.gateway [--workers 2] [--duration 10] [--quick] [--scenarios a,b]``.
 ``--workers 2`` (the default) is the production-like setting for a 2-core machine: one
 uvicorn worker per core. Note that the load generator and the simulator share those cores.
 """
@@ -53,7 +53,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.benchlib import REQUEST_TIMEOUT, process_tree
+from bench.loadgen import REQUEST_TIMEOUT, process_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench"
@@ -194,7 +194,7 @@ def fresh_database() -> tuple[str, bool]:
 
 
 def count_records(env: dict[str, str]) -> int:
-    code = "from proxy.models import RequestRecord; print(RequestRecord.objects.count())"
+    code = "from billing.models import RequestRecord; print(RequestRecord.objects.count())"
     return int(manage(env, "shell", "-c", code).strip().splitlines()[-1])
 
 
@@ -224,7 +224,7 @@ def run_load(spec: dict, scenario: Scenario, seconds: float, warmup: float) -> d
     spec = {**spec, "concurrency": scenario.concurrency, "min_chunks": WORDS if scenario.stream else 0,
             "requests": scenario.requests, "seconds": seconds,
             "warmup_requests": 100 * scenario.concurrency, "warmup_seconds": warmup}
-    proc = subprocess.Popen([PY, "-m", "tests.benchlib"], cwd=ROOT, stdin=subprocess.PIPE,
+    proc = subprocess.Popen([PY, "-m", "bench.loadgen"], cwd=ROOT, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(json.dumps(spec), timeout=warmup + seconds + 2 * REQUEST_TIMEOUT + 30)
@@ -316,7 +316,7 @@ def detail_table(results: list[tuple[Scenario, dict, dict]]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2,
                         help="gateway uvicorn workers (default 2: one per core, the production-like setting "
@@ -344,7 +344,7 @@ def start_services(args: argparse.Namespace, database_url: str,
     gateway's environment and the keys (unlimited, and limited: the limits never bind
     but every request is reserved and settled)."""
     sim_port = free_port()
-    sim = Service("simulator", [PY, "-m", "proxy.simulator", "--host", HOST, "--port", str(sim_port)],
+    sim = Service("simulator", [PY, "-m", "simulator", "--host", HOST, "--port", str(sim_port)],
                   dict(os.environ), sim_port)
     started.append(sim)
     env = django_env(sim.url, database_url)

@@ -1,5 +1,10 @@
+"""Teams, their members and their API keys: the bottom layer every other app builds on.
+
+The tables keep the names they were created with (the models moved here from the
+`tokenhub_portal` and `proxy` apps without moving any data)."""
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Team(models.Model):
@@ -11,6 +16,7 @@ class Team(models.Model):
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "tokenhub_portal_team"
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -29,6 +35,7 @@ class Membership(models.Model):
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "tokenhub_portal_membership"
         constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_membership")]
 
     def __str__(self) -> str:
@@ -57,6 +64,7 @@ class Invitation(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "tokenhub_portal_invitation"
         ordering = ["-created"]
 
     def __str__(self) -> str:
@@ -64,6 +72,32 @@ class Invitation(models.Model):
 
     @property
     def pending(self) -> bool:
-        from django.utils import timezone
-
         return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class ApiKey(models.Model):
+    """A team's API key. Only the SHA-256 of the key is stored, plus a display prefix."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=16, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # Public model ids this key may call; empty = every enabled model.
+    allowed_models = models.JSONField(default=list, blank=True)
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    monthly_limit = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+
+    class Meta:
+        db_table = "proxy_apikey"
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"

@@ -11,9 +11,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from proxy.models import ApiKey
-from proxy.services import issue_key
-from tokenhub_portal.models import Membership, Team
+from tokenhub_portal.accounts.models import ApiKey
+from tokenhub_portal.web.services import issue_key
+from tokenhub_portal.accounts.models import Membership, Team
 
 SIMULATOR_PORT = 8081
 
@@ -56,7 +56,7 @@ class Command(BaseCommand):
                 simulator.wait(timeout=10)
 
     def start_simulator(self) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "proxy.simulator", "--host", "127.0.0.1",
+        proc = subprocess.Popen([sys.executable, "-m", "simulator", "--host", "127.0.0.1",
                                  "--port", str(SIMULATOR_PORT)])
         for _ in range(100):
             try:

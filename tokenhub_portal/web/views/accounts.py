@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from .. import services
 from ..forms import InviteForm, SignUpForm, TeamForm
-from ..models import Invitation, Membership
+from tokenhub_portal.accounts.models import Invitation, Membership
 from ..selectors import SESSION_TEAM, current_membership, open_invitations, team_members
 from .base import portal_view
 

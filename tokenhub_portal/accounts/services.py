@@ -1,3 +1,5 @@
+"""Key writes: create, find, revoke. Callers check roles and validate model ids against
+the model table (a layer above this one) before they call `create_key`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,11 +8,8 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from billing.models import Model
-from tokenhub_portal.models import Team
-
 from .keys import display_prefix, generate_key, hash_key, looks_like_key
-from .models import ApiKey
+from .models import ApiKey, Team
 
 
 class KeyOperationError(ValueError):
@@ -23,7 +22,7 @@ class IssuedKey:
     plaintext: str  # shown once, never stored
 
 
-def issue_key(
+def create_key(
     team: Team,
     *,
     name: str = "",
@@ -31,33 +30,17 @@ def issue_key(
     monthly_limit: Decimal | None = None,
     rpm: int | None = None,
     tpm: int | None = None,
-    models: list[str] | None = None,
+    allowed_models: list[str] | None = None,
     expires_at: datetime | None = None,
 ) -> IssuedKey:
-    allowed = [m for m in (models or []) if m]
-    if allowed:
-        known = canonical_model_ids(allowed)
-        missing = [m for m in allowed if m not in known]
-        if missing:
-            raise KeyOperationError(f"unknown model(s): {', '.join(missing)}")
-        allowed = [known[m] for m in allowed]
+    """A new key; `allowed_models` must already be canonical public model ids."""
     plaintext = generate_key()
     api_key = ApiKey.objects.create(
         team=team, created_by=created_by, name=name, key_hash=hash_key(plaintext),
         prefix=display_prefix(plaintext), monthly_limit=monthly_limit, rpm_limit=rpm,
-        tpm_limit=tpm, allowed_models=allowed, expires_at=expires_at,
+        tpm_limit=tpm, allowed_models=list(allowed_models or ()), expires_at=expires_at,
     )
     return IssuedKey(api_key, plaintext)
-
-
-def canonical_model_ids(names: list[str]) -> dict[str, str]:
-    """Maps each given id or alias to its model's public id (unknown names are left out)."""
-    result = {}
-    for model in Model.objects.all():
-        for name in [model.public_id, *model.aliases]:
-            if name in names:
-                result[name] = model.public_id
-    return result
 
 
 def find_key(key_or_prefix: str) -> ApiKey:
@@ -73,10 +56,8 @@ def find_key(key_or_prefix: str) -> ApiKey:
 
 
 def revoke_key(api_key: ApiKey) -> ApiKey:
-    """Every gateway process refuses the key from the commit on (see proxy.signals)."""
-    from .auth import forget
-
-    forget(api_key.key_hash)
+    """Every gateway process refuses the key from the commit on (the gateway listens to
+    the save; see proxy.signals)."""
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])

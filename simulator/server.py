@@ -6,8 +6,8 @@ by the test suite, by ``make run`` without an API key and by the latency benchma
 
 Start it::
 
-    python -m proxy.simulator --host 127.0.0.1 --port 8081
-    # or, from Python: proxy.simulator.serve("127.0.0.1", 8081)
+    python -m simulator --host 127.0.0.1 --port 8081
+    # or, from Python: simulator.serve("127.0.0.1", 8081)
 
 Routes: ``POST /v1/messages``; ``GET /healthz`` -> 200 ``ok``; anything else -> 404 in
 Anthropic's error shape. Every response carries ``request-id: req_...``.
@@ -805,7 +805,7 @@ def serve(host: str = "127.0.0.1", port: int = 8081) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m proxy.simulator", description="Fake Anthropic Messages API.")
+    parser = argparse.ArgumentParser(prog="python -m simulator", description="Fake Anthropic Messages API.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     args = parser.parse_args(argv)

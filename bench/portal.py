@@ -2,7 +2,7 @@
 database, roll-ups built, then the dashboard, request log and monthly reports timed
 through Django's test Client as a logged-in owner.
 
-    .venv/bin/python -m tests.bench_portal [--records 1000000] [--db postgres://postgres@127.0.0.1:5432/tokenhub_portal_bench]
+    .venv/bin/python -m bench.portal [--records 1000000] [--db postgres://postgres@127.0.0.1:5432/tokenhub_portal_bench]
 
 Rows are generated inside PostgreSQL (INSERT … SELECT generate_series), charges priced in
 SQL with the same formula as billing.pricing (checked against compute_cost on a sample).
@@ -66,9 +66,10 @@ def main() -> None:
     from billing.pricing import compute_cost
     from billing.reports import current_month, generate_statement, shift_month
     from billing.rollups import rebuild, roll_up
-    from proxy.models import ApiKey, RequestRecord
-    from proxy.services import issue_key
-    from tokenhub_portal.models import Membership, Team
+    from billing.models import RequestRecord
+    from tokenhub_portal.accounts.models import ApiKey
+    from tokenhub_portal.web.services import issue_key
+    from tokenhub_portal.accounts.models import Membership, Team
 
     assert connection.vendor == "postgresql", "the benchmark needs PostgreSQL"
     setup_test_environment()  # the test Client needs it (and 'testserver' in ALLOWED_HOSTS)

@@ -15,9 +15,10 @@ from django.utils import timezone
 from billing.models import Charge, CreditEntry, Model, UsageRollup
 from billing.rollups import HOUR, UTC, summed_total, totals_by
 from billing.selectors import month_start
-from proxy.models import ApiKey, RequestRecord
+from billing.models import RequestRecord
+from tokenhub_portal.accounts.models import ApiKey
 
-from .models import Invitation, Membership, Team
+from tokenhub_portal.accounts.models import Invitation, Membership, Team
 
 SESSION_TEAM = "team_id"
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from proxy.services import KeyOperationError, find_key, revoke_key
+from tokenhub_portal.accounts.services import KeyOperationError, find_key, revoke_key
 
 
 class Command(BaseCommand):

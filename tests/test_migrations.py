@@ -1,0 +1,76 @@
+"""The models that moved between apps (Team, Membership, Invitation and ApiKey to
+`accounts`, RequestRecord to `billing`) kept their tables and rows: a database populated
+at the old schema migrates forward with every row, key and foreign key intact."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+OLD_SCHEMA = [("tokenhub_portal", "0002_invitation"), ("proxy", "0001_initial"),
+              ("billing", "0004_rollups_statements"), ("accounts", None), ("contenttypes", "0002_remove_content_type_name"),
+              ("auth", "0012_alter_user_first_name_max_length")]
+
+
+def _migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state([t for t in targets if t[1] is not None]).apps
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_at_the_old_schema_migrates_forward_without_losing_rows():
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    old = _migrate(OLD_SCHEMA)
+    try:
+        User = old.get_model("auth", "User")
+        Team = old.get_model("tokenhub_portal", "Team")
+        ApiKey = old.get_model("proxy", "ApiKey")
+        Record = old.get_model("proxy", "RequestRecord")
+        Charge = old.get_model("billing", "Charge")
+        Model = old.get_model("billing", "Model")
+        ContentType = old.get_model("contenttypes", "ContentType")
+        # As on a database that never saw the new apps (this one was set up at the latest schema).
+        ContentType.objects.filter(app_label__in=["accounts", "billing"], model__in=["apikey", "requestrecord"]).delete()
+        ContentType.objects.get_or_create(app_label="proxy", model="apikey")
+        user = User.objects.create(username="old-owner")
+        team = Team.objects.create(name="old-team", monthly_budget=Decimal("12.50"))
+        old.get_model("tokenhub_portal", "Membership").objects.create(team=team, user=user, role="owner")
+        key = ApiKey.objects.create(team=team, name="legacy", key_hash="a" * 64, prefix="th-legacy",
+                                    allowed_models=["claude-sonnet-4-6"], monthly_limit=Decimal("5"))
+        model = Model.objects.create(public_id="legacy-model", upstream_id="legacy-model", tier="Legacy")
+        record = Record.objects.create(
+            generation_id="chatcmpl-legacy", api_key=key, team=team, requested_model="claude-sonnet-4-6",
+            model=model, status="success", http_status=200, input_tokens=11, cache_write_5m_tokens=2,
+            cache_write_1h_tokens=3, cache_read_tokens=4, output_tokens=5,
+            created=datetime(2026, 11, 1, tzinfo=timezone.utc))
+        Charge.objects.create(request=record, team=team, api_key=key, model=model, amount=Decimal("0.0001234567"),
+                              occurred_at=record.created)
+    finally:
+        _migrate(latest)
+
+    from billing.models import Charge as NewCharge
+    from billing.models import RequestRecord
+    from django.contrib.contenttypes.models import ContentType as NewContentType
+
+    from tokenhub_portal.accounts.models import ApiKey as NewApiKey
+    from tokenhub_portal.accounts.models import Membership, Team as NewTeam
+
+    team = NewTeam.objects.get(name="old-team")
+    assert team.monthly_budget == Decimal("12.50")
+    assert Membership.objects.get(team=team).user.username == "old-owner"
+    key = NewApiKey.objects.get(key_hash="a" * 64)
+    assert (key.team_id, key.name, key.allowed_models, key.monthly_limit) == (
+        team.pk, "legacy", ["claude-sonnet-4-6"], Decimal("5.00"))
+    record = RequestRecord.objects.get(generation_id="chatcmpl-legacy")
+    assert (record.api_key_id, record.team_id) == (key.pk, team.pk)
+    assert (record.input_tokens, record.cache_write_5m_tokens, record.cache_write_1h_tokens,
+            record.cache_read_tokens, record.output_tokens) == (11, 2, 3, 4, 5)
+    assert record.charge.amount == Decimal("0.0001234567")
+    assert NewCharge.objects.get(request=record).api_key_id == key.pk
+    assert NewContentType.objects.filter(app_label="accounts", model="apikey").exists()
+    assert not NewContentType.objects.filter(app_label="proxy", model="apikey").exists()
