@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench venv clean
+.PHONY: run test lint bench venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ venv: $(VENV)/.installed
 run: venv
 	DEBUG=$${DEBUG:-1} $(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-## test: the whole suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
-test: venv
+## lint: ruff (style, import order) and the layer contract (import-linter)
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
+
+## test: the linters, then the whole suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
+test: lint
 	@if command -v npm >/dev/null && [ ! -d tests/node/node_modules/openai ]; then \
 		cd tests/node && npm install --no-audit --no-fund --silent; fi
 	$(PY) -m pytest

@@ -110,7 +110,7 @@ class Service:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int) -> None:
         self.name, self.port = name, port
         self.log_path = BENCH_DIR / f"{name}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         # own session: a Ctrl-C reaches only this script, which then stops us in order
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)

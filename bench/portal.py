@@ -62,14 +62,12 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import setup_test_environment
 
-    from billing.models import Charge, Model, UsageRollup
+    from billing.models import Charge, Model, RequestRecord, UsageRollup
     from billing.pricing import compute_cost
     from billing.reports import current_month, generate_statement, shift_month
     from billing.rollups import rebuild, roll_up
-    from billing.models import RequestRecord
-    from tokenhub_portal.accounts.models import ApiKey
+    from tokenhub_portal.accounts.models import ApiKey, Membership, Team
     from tokenhub_portal.web.services import issue_key
-    from tokenhub_portal.accounts.models import Membership, Team
 
     assert connection.vendor == "postgresql", "the benchmark needs PostgreSQL"
     setup_test_environment()  # the test Client needs it (and 'testserver' in ALLOWED_HOSTS)
@@ -203,15 +201,15 @@ def main() -> None:
 
     print(f"\n{'page (team with ~' + format(RequestRecord.objects.filter(team=team).count(), ',') + ' records)':<58}"
           f"{'median':>9}{'min':>9}{'max':>9}")
-    for label, med, lo, hi, size in results:
+    for label, med, lo, hi, _size in results:
         print(f"{label:<58}{med:>7.1f}ms{lo:>7.1f}ms{hi:>7.1f}ms")
 
     print("\nfinal statements from the ledger (Charges), as the 1st-of-month task/command does:")
     for m in (prev, month):
-        stored, med, lo, hi = timed(lambda: generate_statement(team, m), 3)
+        stored, med, lo, hi = timed(lambda m=m: generate_statement(team, m), 3)
         print(f"  generate_statement {m:%Y-%m}: {stored.requests:,} requests, USD {stored.total:.2f}  "
               f"median {med:.0f} ms")
-        _, med, _, _ = timed(lambda: client.get(f"/reports/{m:%Y-%m}.csv"))
+        _, med, _, _ = timed(lambda m=m: client.get(f"/reports/{m:%Y-%m}.csv"))
         print(f"  CSV of the stored {m:%Y-%m} statement: median {med:.1f} ms")
 
 

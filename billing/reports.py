@@ -20,8 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from tokenhub_portal.accounts.models import ApiKey
-from tokenhub_portal.accounts.models import Team
+from tokenhub_portal.accounts.models import ApiKey, Team
 
 from .models import Charge, Model, MonthlyStatement, UsageRollup
 from .pricing import COST_QUANTUM
@@ -82,7 +81,7 @@ class Line:
     def total_tokens(self) -> int:
         return sum(getattr(self, f) for f in TOKEN_FIELDS)
 
-    def add(self, other: "Line") -> None:
+    def add(self, other: Line) -> None:
         for f in ("requests", "errors", *TOKEN_FIELDS, "cost"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
 

@@ -11,7 +11,7 @@ second run waits for the lock, then recomputes the same hours to the same number
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from .models import Charge, RollupState, UsageRollup
 
-UTC = dt_timezone.utc
+UTC = UTC
 HOUR = timedelta(hours=1)
 STATE_NAME = "usage"
 # Charges are stamped `created` in the worker before their transaction commits; a run

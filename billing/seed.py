@@ -4,10 +4,10 @@ Capabilities follow Anthropic's model pages as of 2026 (see shared/reference/wir
 §10): 4.6+ models reject a prefill; Opus 4.7 rejects non-default sampling; models from
 Sonnet 4.5 on reject temperature together with top_p and have native structured output.
 """
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
-SEED_PRICES_EFFECTIVE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+SEED_PRICES_EFFECTIVE = datetime(2024, 1, 1, tzinfo=UTC)
 
 # public id, tier, upstream id, input $/MTok, output $/MTok, context, max output,
 # accepts_sampling, temperature+top_p, structured output, prefill, thinking,

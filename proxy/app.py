@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl
 
+from . import chat, ops, views
 from .api import error_response, internal_error
 from .asgi import ApiRequest, Headers, Router, send_response
 from .errors import GatewayError
-from . import chat, ops, views
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
-from .errors import GatewayError
 from tokenhub_portal.accounts.keys import KEY_PREFIX, hash_key
 from tokenhub_portal.accounts.models import ApiKey
+
+from .errors import GatewayError
 
 log = logging.getLogger(__name__)
 

@@ -389,7 +389,7 @@ async def _flush_settles() -> None:
             for keys, args in batch:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             results = await pipe.execute(raise_on_error=False)
-            for call, result in zip(batch, results):
+            for call, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):  # e.g. NOSCRIPT after a Redis restart: one by one
                     try:
                         await script(keys=call[0], args=call[1])
@@ -467,7 +467,6 @@ def ledger_changed(kind: str, owner_id: int) -> None:
     if not settings.REDIS_URL:
         return  # the in-process counters expire within counter_ttl()
     import redis
-
     from django.utils import timezone
 
     counter = Counter(kind, owner_id, "" if kind == "credit" else billing_month(timezone.now()), 0)

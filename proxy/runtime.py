@@ -1,10 +1,9 @@
 """Process-wide resources of a gateway process, started and stopped by ASGI lifespan."""
 from __future__ import annotations
 
-import logging
-
 import asyncio
 import contextlib
+import logging
 
 from . import auth, limits, upstream
 from .recorder import writer

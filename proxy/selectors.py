@@ -3,12 +3,12 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from billing.models import RequestRecord
 from billing.pricing import format_usd, from_units
 from billing.selectors import ledger_spend, month_bounds
 
 from . import limits
 from .auth import KeyInfo
-from billing.models import RequestRecord
 
 
 def _money(value):

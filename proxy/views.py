@@ -12,7 +12,6 @@ from .api import api_endpoint, json_response
 from .catalog import CatalogEntry, get_catalog
 from .errors import GatewayError
 
-
 GENERATION_ID = re.compile(r"chatcmpl-[0-9A-Za-z_-]{1,64}")
 
 

@@ -115,9 +115,8 @@ STOP_REASONS = frozenset({"end_turn", "max_tokens", "stop_sequence", "pause_turn
 _MARKER = re.compile(r"\[\[sim:([^\]]*)\]\]")
 _JSON_REPLY = '{"answer": 42}'
 _TOOL_PREAMBLE = "Let me check."
-_FILLER_WORDS = (
-    "The quick brown fox jumps over the lazy dog while the simulator streams tokens"
-).split()
+_FILLER_WORDS = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "the", "simulator",
+                 "streams", "tokens"]
 _DEFAULT_STOP_SEQUENCE = "\n\nHuman:"
 _JSON_CHUNK_CHARS = 12
 _MAX_SCHEMA_DEPTH = 16

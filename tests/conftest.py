@@ -2,7 +2,7 @@
 Redis of REDIS_URL when set; SQLite and eager tasks otherwise."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,12 +11,11 @@ import orjson
 import pytest
 from asgiref.sync import async_to_sync
 
-from billing.models import Model, Price
+from billing.models import Model, Price, RequestRecord
 from billing.seed import load_seed
 from proxy import auth, catalog
-from billing.models import RequestRecord
-from tokenhub_portal.web.services import issue_key
 from tokenhub_portal.accounts.models import Team
+from tokenhub_portal.web.services import issue_key
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS_TOKEN = "test-metrics-token"
@@ -99,7 +98,7 @@ def make_record(seeded):
             upstream_model=entry.upstream_id, status=status,
             http_status=200 if status != "error" else 529,
             error_type="" if status != "error" else "overloaded_error",
-            created=created or datetime.now(timezone.utc),
+            created=created or datetime.now(UTC),
         )
         fields.update(tokens)
         return RequestRecord.objects.create(**fields)

@@ -10,8 +10,7 @@ from django.core import serializers
 from django.core.management import CommandError, call_command
 
 from tokenhub_portal.accounts.keys import hash_key
-from tokenhub_portal.accounts.models import ApiKey
-from tokenhub_portal.accounts.models import Team
+from tokenhub_portal.accounts.models import ApiKey, Team
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,7 @@ import httpx
 import openai
 import pytest
 
-from billing.models import Charge
-from billing.models import RequestRecord
+from billing.models import Charge, RequestRecord
 
 # A 1×1 PNG.
 PNG = base64.b64encode(bytes.fromhex(

@@ -13,12 +13,11 @@ from django.core.management import call_command
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.models import Charge
+from billing.models import Charge, RequestRecord
 from billing.services import add_credit
 from billing.tasks import price_finished_requests
 from proxy import limits
 from proxy.auth import lookup
-from billing.models import RequestRecord
 from tokenhub_portal.accounts.models import Team
 
 from .conftest import wait_until

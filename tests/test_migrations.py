@@ -3,7 +3,7 @@
 at the old schema migrates forward with every row, key and foreign key intact."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -47,18 +47,19 @@ def test_database_at_the_old_schema_migrates_forward_without_losing_rows():
             generation_id="chatcmpl-legacy", api_key=key, team=team, requested_model="claude-sonnet-4-6",
             model=model, status="success", http_status=200, input_tokens=11, cache_write_5m_tokens=2,
             cache_write_1h_tokens=3, cache_read_tokens=4, output_tokens=5,
-            created=datetime(2026, 11, 1, tzinfo=timezone.utc))
+            created=datetime(2026, 11, 1, tzinfo=UTC))
         Charge.objects.create(request=record, team=team, api_key=key, model=model, amount=Decimal("0.0001234567"),
                               occurred_at=record.created)
     finally:
         _migrate(latest)
 
-    from billing.models import Charge as NewCharge
-    from billing.models import RequestRecord
     from django.contrib.contenttypes.models import ContentType as NewContentType
 
+    from billing.models import Charge as NewCharge
+    from billing.models import RequestRecord
     from tokenhub_portal.accounts.models import ApiKey as NewApiKey
-    from tokenhub_portal.accounts.models import Membership, Team as NewTeam
+    from tokenhub_portal.accounts.models import Membership
+    from tokenhub_portal.accounts.models import Team as NewTeam
 
     team = NewTeam.objects.get(name="old-team")
     assert team.monthly_budget == Decimal("12.50")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,11 +17,10 @@ from billing.models import Charge
 from billing.rollups import roll_up
 from billing.services import charge_request
 from tokenhub_portal.accounts.keys import hash_key
-from tokenhub_portal.accounts.models import ApiKey
-from tokenhub_portal.accounts.models import Membership, Team
+from tokenhub_portal.accounts.models import ApiKey, Membership, Team
 
 PASSWORD = "correct-horse-battery-staple"
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
 class World:

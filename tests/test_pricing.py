@@ -1,5 +1,5 @@
 """Exact cost arithmetic (Decimal equality, no tolerance) and the charge pipeline."""
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -51,7 +51,7 @@ def test_cache_classes_are_never_counted_twice(seeded):
 
 def test_charge_uses_price_in_force_and_repricing_leaves_past_charges(make_key, make_record):
     key = make_key()
-    t0 = datetime.now(timezone.utc) - timedelta(days=2)
+    t0 = datetime.now(UTC) - timedelta(days=2)
     early = make_record(key, created=t0, input_tokens=1_000_000, output_tokens=0)
     first = charge_request(early.pk)
     assert first.amount == Decimal("3")
@@ -81,7 +81,7 @@ def test_duplicated_task_makes_one_charge(make_key, make_record):
 
 def test_periodic_task_prices_every_finished_request_once(make_key, make_record):
     key = make_key()
-    old = make_record(key, created=datetime.now(timezone.utc) - timedelta(days=3), input_tokens=100, output_tokens=100)
+    old = make_record(key, created=datetime.now(UTC) - timedelta(days=3), input_tokens=100, output_tokens=100)
     fresh = make_record(key, input_tokens=1000, output_tokens=0, cache_read_tokens=1000)
     failed = make_record(key, status="error", input_tokens=5, output_tokens=0)
     assert price_finished_requests.apply().get() == 3
@@ -94,7 +94,7 @@ def test_periodic_task_prices_every_finished_request_once(make_key, make_record)
 
 def test_bulk_pricing_uses_the_price_version_in_force(make_key, make_record):
     key = make_key()
-    t0 = datetime.now(timezone.utc) - timedelta(days=2)
+    t0 = datetime.now(UTC) - timedelta(days=2)
     early = make_record(key, created=t0, input_tokens=1_000_000, output_tokens=0)
     Price.objects.create(model=Model.objects.get(public_id="claude-sonnet-4-6"), effective_from=t0 + timedelta(days=1),
                          input_per_mtok=Decimal("2"), output_per_mtok=Decimal("10"))

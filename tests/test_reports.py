@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -12,8 +12,14 @@ from django.core.management import CommandError, call_command
 
 from billing.models import Charge, MonthlyStatement
 from billing.reports import (
-    generate_statement, last_closed_month, month_bounds, statement_csv, statement_for, statement_from_ledger,
-    statement_from_rollups, stored_statement,
+    generate_statement,
+    last_closed_month,
+    month_bounds,
+    statement_csv,
+    statement_for,
+    statement_from_ledger,
+    statement_from_rollups,
+    stored_statement,
 )
 from billing.rollups import TOKEN_FIELDS, roll_up
 from billing.services import charge_request
@@ -24,7 +30,7 @@ OCT = date(2026, 10, 1)
 
 
 def at(*args):
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Hourly roll-ups: exact, idempotent, pick up late charges, never double count."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,7 +14,7 @@ from billing.tasks import roll_up_usage
 
 from .conftest import run_concurrently
 
-H = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
+H = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=5)
 
 
 def snapshot():

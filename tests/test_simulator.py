@@ -240,7 +240,7 @@ def test_schema_generator():
 
 def test_max_tokens_truncates(client):
     message = client.messages.create(model=MODEL, max_tokens=5, messages=user("[[sim:words=50]]"))
-    assert message.content[0].text.split(" ") == "The quick brown fox jumps".split()
+    assert message.content[0].text.split(" ") == ["The", "quick", "brown", "fox", "jumps"]
     assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 5
     with client.messages.stream(model=MODEL, max_tokens=5, messages=user("[[sim:words=50]]")) as stream:
         final = stream.get_final_message()
@@ -316,10 +316,10 @@ def test_fail_first_then_success(client):
 
 def test_midstream_error_raises_during_iteration(client, base_url):
     received = []
-    with pytest.raises(anthropic.APIStatusError) as caught:
-        with client.messages.stream(model=MODEL, max_tokens=100, messages=user("Hi [[sim:midstream_error]]")) as stream:
-            for text in stream.text_stream:
-                received.append(text)
+    with pytest.raises(anthropic.APIStatusError) as caught, \
+            client.messages.stream(model=MODEL, max_tokens=100, messages=user("Hi [[sim:midstream_error]]")) as stream:
+        for text in stream.text_stream:
+            received.append(text)
     assert caught.value.body["error"]["type"] == "overloaded_error"
     assert received == ["Simulated", " reply"]
     events = sse_events(base_url, {"model": MODEL, "max_tokens": 100, "messages": user("Hi [[sim:midstream_error]]")})

@@ -5,9 +5,8 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenhub_portal.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
-
 from django.conf import settings  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_app = get_asgi_application()
 if settings.DEBUG:  # production serves collected static files from the front proxy
@@ -15,7 +14,8 @@ if settings.DEBUG:  # production serves collected static files from the front pr
 
     django_app = ASGIStaticFilesHandler(django_app)
 
-from proxy import app as api, runtime  # noqa: E402
+from proxy import app as api  # noqa: E402  (Django must be set up first)
+from proxy import runtime  # noqa: E402
 
 
 async def application(scope, receive, send):

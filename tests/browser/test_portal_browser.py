@@ -77,7 +77,8 @@ def test_key_to_request_to_dashboard_to_csv(live, page):
     page.goto(f"/reports/{current_month():%Y-%m}/")
     with page.expect_download() as download_info:
         page.click("#csv-link")
-    text = open(download_info.value.path(), encoding="utf-8").read()
+    with open(download_info.value.path(), encoding="utf-8") as f:
+        text = f.read()
     rows = list(csv.DictReader(io.StringIO(text)))
     total = next(r for r in rows if r["section"] == "total")
     expected = sum((c.amount for c in Charge.objects.filter(team=team)), Decimal(0))

@@ -11,9 +11,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.utils import timezone
 
 from billing.models import RequestRecord
-from tokenhub_portal.accounts.models import ApiKey
-
-from tokenhub_portal.accounts.models import Membership
+from tokenhub_portal.accounts.models import ApiKey, Membership
 
 
 class SignUpForm(UserCreationForm):

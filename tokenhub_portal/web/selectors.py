@@ -12,13 +12,10 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from billing.models import Charge, CreditEntry, Model, UsageRollup
+from billing.models import Charge, CreditEntry, Model, RequestRecord, UsageRollup
 from billing.rollups import HOUR, UTC, summed_total, totals_by
 from billing.selectors import month_start
-from billing.models import RequestRecord
-from tokenhub_portal.accounts.models import ApiKey
-
-from tokenhub_portal.accounts.models import Invitation, Membership, Team
+from tokenhub_portal.accounts.models import ApiKey, Invitation, Membership, Team
 
 SESSION_TEAM = "team_id"
 

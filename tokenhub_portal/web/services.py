@@ -14,10 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.selectors import canonical_model_ids
-from tokenhub_portal.accounts.models import ApiKey
+from tokenhub_portal.accounts.models import ApiKey, Invitation, Membership, Team
 from tokenhub_portal.accounts.services import IssuedKey, KeyOperationError, create_key, revoke_key
-
-from tokenhub_portal.accounts.models import Invitation, Membership, Team
 
 
 class InvitationError(ValueError):

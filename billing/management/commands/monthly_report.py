@@ -3,7 +3,12 @@ stores monthly statements from the ledger and prints their totals (or the CSV)."
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.reports import (
-    BadMonth, generate_statements, last_closed_month, parse_month, statement_csv, stored_statement,
+    BadMonth,
+    generate_statements,
+    last_closed_month,
+    parse_month,
+    statement_csv,
+    stored_statement,
 )
 from tokenhub_portal.accounts.models import Team
 

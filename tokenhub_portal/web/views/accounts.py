@@ -10,9 +10,10 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from tokenhub_portal.accounts.models import Invitation, Membership
+
 from .. import services
 from ..forms import InviteForm, SignUpForm, TeamForm
-from tokenhub_portal.accounts.models import Invitation, Membership
 from ..selectors import SESSION_TEAM, current_membership, open_invitations, team_members
 from .base import portal_view
 

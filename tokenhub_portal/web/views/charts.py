@@ -34,7 +34,7 @@ def stacked_bars(days: list[date], series: list[dict], *, width: int = 900, heig
     """Daily stacked bars (one colour per model). Returns {"svg", "legend"}."""
     if len(series) > MAX_SERIES:
         rest = series[MAX_SERIES - 1:]
-        other = [sum(vals, Decimal(0)) for vals in zip(*(s["values"] for s in rest))]
+        other = [sum(vals, Decimal(0)) for vals in zip(*(s["values"] for s in rest), strict=True)]
         series = [*series[:MAX_SERIES - 1], {"model": "other", "values": other, "total": sum(other, Decimal(0))}]
     colored = [{**s, "color": PALETTE[i % len(PALETTE)]} for i, s in enumerate(series)]
     totals = [sum((s["values"][i] for s in series), Decimal(0)) for i in range(len(days))]

@@ -5,9 +5,9 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from tokenhub_portal.accounts.models import Team
 from tokenhub_portal.accounts.services import KeyOperationError
 from tokenhub_portal.web.services import issue_key
-from tokenhub_portal.accounts.models import Team
 
 
 class Command(BaseCommand):

@@ -11,9 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from tokenhub_portal.accounts.models import ApiKey
+from tokenhub_portal.accounts.models import ApiKey, Membership, Team
 from tokenhub_portal.web.services import issue_key
-from tokenhub_portal.accounts.models import Membership, Team
 
 SIMULATOR_PORT = 8081
 
