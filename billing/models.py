@@ -73,7 +73,15 @@ class RequestRecord(models.Model):
         ERROR = "error", "Error"
         CANCELLED = "cancelled", "Cancelled by client"
 
+    class Api(models.TextChoices):
+        """Which front door (wire protocol) the call came through."""
+
+        CHAT_COMPLETIONS = "chat.completions", "Chat Completions"
+        MESSAGES = "messages", "Anthropic Messages"
+        RESPONSES = "responses", "Responses"
+
     generation_id = models.CharField(max_length=64, unique=True)
+    api = models.CharField(max_length=20, choices=Api.choices, default=Api.CHAT_COMPLETIONS)
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="requests")
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="requests")
     end_user = models.CharField(max_length=256, blank=True)
