@@ -10,6 +10,8 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
+from .tokens import TokenCounts
+
 MTOK = Decimal(1_000_000)
 COST_QUANTUM = Decimal("1e-10")  # also the integer unit of the shared limit counters
 
@@ -22,22 +24,14 @@ class PriceTerms(Protocol):
     cache_read_multiplier: Decimal
 
 
-def compute_cost(
-    price: PriceTerms,
-    *,
-    input_tokens: int,
-    output_tokens: int,
-    cache_write_5m: int = 0,
-    cache_write_1h: int = 0,
-    cache_read: int = 0,
-) -> Decimal:
+def compute_cost(price: PriceTerms, tokens: TokenCounts) -> Decimal:
     rate_in = price.input_per_mtok
     micro_total = (
-        input_tokens * rate_in
-        + output_tokens * price.output_per_mtok
-        + cache_write_5m * rate_in * price.cache_write_5m_multiplier
-        + cache_write_1h * rate_in * price.cache_write_1h_multiplier
-        + cache_read * rate_in * price.cache_read_multiplier
+        tokens.input_tokens * rate_in
+        + tokens.output_tokens * price.output_per_mtok
+        + tokens.cache_write_5m * rate_in * price.cache_write_5m_multiplier
+        + tokens.cache_write_1h * rate_in * price.cache_write_1h_multiplier
+        + tokens.cache_read * rate_in * price.cache_read_multiplier
     )
     return (micro_total / MTOK).quantize(COST_QUANTUM, rounding=ROUND_HALF_EVEN)
 

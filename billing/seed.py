@@ -1,6 +1,6 @@
 """The seed model/pricing table of SPEC §5, loaded by a data migration.
 
-Capabilities follow Anthropic's model pages as of 2026 (see shared/reference/wire-format.md
+Capabilities follow Anthropic's model pages as of 2026 (see docs/wire-format.md
 §10): 4.6+ models reject a prefill; Opus 4.7 rejects non-default sampling; models from
 Sonnet 4.5 on reject temperature together with top_p and have native structured output.
 """

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from .models import Charge, CreditEntry, Model, Price, RequestRecord
 from .pricing import compute_cost, to_units
+from .tokens import TokenCounts
 
 
 def price_at(model_id: int, when: datetime) -> Price | None:
@@ -43,11 +44,7 @@ def unpriced_cost(records) -> Decimal:
     for r in records.filter(priced_at__isnull=True, status__in=("success", "cancelled"), model__isnull=False):
         price = price_at(r.model_id, r.created)
         if price is not None:
-            total += compute_cost(
-                price, input_tokens=r.input_tokens, output_tokens=r.output_tokens,
-                cache_write_5m=r.cache_write_5m_tokens, cache_write_1h=r.cache_write_1h_tokens,
-                cache_read=r.cache_read_tokens,
-            )
+            total += compute_cost(price, TokenCounts.from_columns(r))
     return total
 
 

@@ -8,19 +8,13 @@ from django.utils import timezone
 from .models import Charge, CreditEntry, Price, RequestRecord
 from .pricing import compute_cost
 from .selectors import price_at
+from .tokens import TokenCounts
 
 
 def charge_amount(record: RequestRecord, price) -> Decimal:
     if not record.billable or price is None:
         return Decimal(0)
-    return compute_cost(
-        price,
-        input_tokens=record.input_tokens,
-        output_tokens=record.output_tokens,
-        cache_write_5m=record.cache_write_5m_tokens,
-        cache_write_1h=record.cache_write_1h_tokens,
-        cache_read=record.cache_read_tokens,
-    )
+    return compute_cost(price, TokenCounts.from_columns(record))
 
 
 def _new_charge(record: RequestRecord, price) -> Charge:

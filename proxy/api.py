@@ -26,6 +26,29 @@ def internal_error() -> GatewayError:
     return GatewayError(500, "The gateway had an internal error.", type="server_error", code="internal_error")
 
 
+def parse_json_object(raw: bytes) -> dict:
+    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, f"We could not parse the JSON body of your request: {exc}", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.", code="invalid_json")
+    if b"\\u0000" in raw and _contains_nul(body):  # JSON can only carry NUL escaped; cheap pre-check
+        raise GatewayError(400, "Strings must not contain NUL (\\u0000) characters.", code="invalid_value")
+    return body
+
+
+def _contains_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_contains_nul(v) for v in value)
+    return False
+
+
 def api_endpoint(*methods: str):
     def decorate(handler):
         @functools.wraps(handler)

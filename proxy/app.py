@@ -4,15 +4,16 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl
 
-from . import chat, ops, views
+from . import ops, views
 from .api import error_response, internal_error
 from .asgi import ApiRequest, Headers, Router, send_response
 from .errors import GatewayError
+from .protocols.chat_completions import chat_completions
 
 log = logging.getLogger(__name__)
 
 router = Router()
-router.add("/chat/completions", chat.chat_completions)
+router.add("/chat/completions", chat_completions)
 router.add("/models", views.models_list)
 router.add("/models/", views.model_detail, prefix=True)
 router.add("/key", views.key_info)

@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 
 from billing.models import Model, Price
 
+from .errors import GatewayError
 from .modelspec import ModelSpec
 
 CATALOG_SECONDS = 30.0
@@ -86,6 +87,26 @@ def load_catalog() -> Catalog:
         for name in (e.spec.public_id, *e.aliases):
             by_name.setdefault(name, e)
     return Catalog(tuple(entries), by_name)
+
+
+def visible_to(entry: CatalogEntry, key) -> bool:
+    return entry.enabled and (not key.allowed_models or entry.spec.public_id in key.allowed_models)
+
+
+def model_not_found(name: str) -> GatewayError:
+    return GatewayError(
+        404, f"The model `{name}` does not exist or you do not have access to it.",
+        param="model", code="model_not_found",
+    )
+
+
+def successor_hint(entry: CatalogEntry | None) -> str | None:
+    """For a model retired upstream: what to use instead (added to upstream's "not found")."""
+    if entry is None or not entry.successor:
+        return None
+    since = f" (retired {entry.retired_on})" if entry.retired_on else ""
+    return (f"The model `{entry.spec.public_id}` is no longer served upstream{since}; "
+            f"use `{entry.successor}` instead.")
 
 
 _snapshot: tuple[float, Catalog] | None = None

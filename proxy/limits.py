@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from billing.pricing import MTOK, format_usd, from_units, to_units
+from billing.pricing import format_usd, from_units, to_units
 
 from .errors import GatewayError
 
@@ -220,13 +220,6 @@ class Reservation:
     @property
     def key(self) -> str:
         return f"th:res:{self.generation_id}"
-
-
-def worst_case_cost(price, input_tokens_bound: int, max_tokens: int) -> Decimal:
-    """Every input token priced as the dearest input class, plus all of max_tokens."""
-    dearest = max(Decimal(1), price.cache_write_5m_multiplier, price.cache_write_1h_multiplier,
-                  price.cache_read_multiplier)
-    return (input_tokens_bound * price.input_per_mtok * dearest + max_tokens * price.output_per_mtok) / MTOK
 
 
 # --- the Redis connection (real, or an in-process fake without REDIS_URL) ----------------

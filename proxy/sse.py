@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 import orjson
 
 
-async def iter_events(byte_chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, dict]]:
-    """Yields (event name, parsed data) as soon as each event's blank line arrives.
+async def iter_events(byte_chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, dict, bytes]]:
+    """Yields (event name, parsed data, the event's bytes with its blank line) as soon as
+    each event's blank line arrives.
     Comments and events without data are skipped; `data` that is not JSON is passed
     on as {"raw": text} so an odd event never kills the stream."""
     buffer = b""
@@ -19,20 +20,20 @@ async def iter_events(byte_chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[
             end = buffer.find(b"\n\n")
             if end < 0:
                 break
-            block, buffer = buffer[:end], buffer[end + 2:]
+            block, buffer = buffer[:end + 2], buffer[end + 2:]
             parsed = _parse_block(block)
             if parsed is not None:
                 yield parsed
     if buffer.strip():
-        parsed = _parse_block(buffer)
+        parsed = _parse_block(buffer + b"\n\n")
         if parsed is not None:
             yield parsed
 
 
-def _parse_block(block: bytes) -> tuple[str, dict] | None:
+def _parse_block(block: bytes) -> tuple[str, dict, bytes] | None:
     event = ""
     data_lines = []
-    for line in block.split(b"\n"):
+    for line in block.rstrip(b"\n").split(b"\n"):
         if line.startswith(b"data:"):
             data_lines.append(line[6:] if line[5:6] == b" " else line[5:])
         elif line.startswith(b"event:"):
@@ -46,4 +47,4 @@ def _parse_block(block: bytes) -> tuple[str, dict] | None:
         data = {"raw": raw.decode("utf-8", "replace")}
     if not isinstance(data, dict):
         data = {"raw": data}
-    return event or str(data.get("type", "")), data
+    return event or str(data.get("type", "")), data, block

@@ -9,7 +9,7 @@ from billing.pricing import format_usd
 
 from . import selectors
 from .api import api_endpoint, json_response
-from .catalog import CatalogEntry, get_catalog
+from .catalog import CatalogEntry, get_catalog, model_not_found, visible_to
 from .errors import GatewayError
 
 GENERATION_ID = re.compile(r"chatcmpl-[0-9A-Za-z_-]{1,64}")
@@ -45,17 +45,6 @@ def model_payload(entry: CatalogEntry) -> dict:
         "recommended": entry.recommended,
         "pricing": pricing,
     }
-
-
-def visible_to(entry: CatalogEntry, key) -> bool:
-    return entry.enabled and (not key.allowed_models or entry.spec.public_id in key.allowed_models)
-
-
-def model_not_found(name: str) -> GatewayError:
-    return GatewayError(
-        404, f"The model `{name}` does not exist or you do not have access to it.",
-        param="model", code="model_not_found",
-    )
 
 
 @api_endpoint("GET")

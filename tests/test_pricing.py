@@ -8,6 +8,7 @@ from billing.models import Charge, Model, Price
 from billing.pricing import compute_cost
 from billing.services import charge_request, price_pending
 from billing.tasks import price_finished_requests
+from billing.tokens import TokenCounts
 
 from .conftest import run_concurrently
 
@@ -38,13 +39,13 @@ def seed_price(public_id: str) -> Price:
     ],
 )
 def test_exact_cost(seeded, model, tokens, expected):
-    assert compute_cost(seed_price(model), **tokens) == expected
+    assert compute_cost(seed_price(model), TokenCounts(**tokens)) == expected
 
 
 def test_cache_classes_are_never_counted_twice(seeded):
     price = seed_price("claude-sonnet-4-6")
-    plain = compute_cost(price, input_tokens=1000, output_tokens=0)
-    cached = compute_cost(price, input_tokens=1000, output_tokens=0, cache_read=1000)
+    plain = compute_cost(price, TokenCounts(input_tokens=1000, output_tokens=0))
+    cached = compute_cost(price, TokenCounts(input_tokens=1000, output_tokens=0, cache_read=1000))
     # 1000 read tokens add exactly 10% of their plain price, nothing more.
     assert cached - plain == plain / 10
 

@@ -14,8 +14,7 @@ import pytest
 
 from proxy.errors import GatewayError
 from proxy.modelspec import ModelSpec
-from proxy.streaming import DONE, StreamTranslator, sse_error
-from proxy.translate import JSON_TOOL_NAME, Translated, Usage, translate_request
+from proxy.translation import DONE, JSON_TOOL_NAME, StreamTranslator, Translated, Usage, sse_error, translate_request
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "anthropic"
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "anthropic"

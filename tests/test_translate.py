@@ -15,9 +15,9 @@ import pytest
 
 from proxy.errors import GatewayError
 from proxy.modelspec import ModelSpec
-from proxy.translate import (
+from proxy.reservation import IMAGE_TOKENS_BOUND, estimate_input_tokens_upper_bound
+from proxy.translation import (
     DEFAULT_MAX_TOKENS,
-    IMAGE_TOKENS_BOUND,
     JSON_MODE_NATIVE,
     JSON_TOOL_NAME,
     MAX_IMAGE_BYTES,
@@ -25,13 +25,12 @@ from proxy.translate import (
     Usage,
     anthropic_error_to_gateway,
     anthropic_stream_error,
-    estimate_input_tokens_upper_bound,
-    is_retryable,
     normalize_usage,
     openai_usage,
     translate_request,
     translate_response,
 )
+from proxy.upstream import RETRYABLE_STATUSES
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "anthropic"
 REQUESTED = "anthropic/claude-sonnet-4-6"
@@ -1128,4 +1127,4 @@ def test_stream_error_event_mapping():
                                           (504, True), (529, True), (400, False), (401, False), (404, False),
                                           (413, False)])
 def test_is_retryable(status, retry):
-    assert is_retryable(status) is retry
+    assert (status in RETRYABLE_STATUSES) is retry

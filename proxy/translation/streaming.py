@@ -16,7 +16,11 @@ from collections.abc import Callable
 import orjson
 
 from proxy.errors import GatewayError
-from proxy.translate import Translated, Usage, anthropic_stream_error, map_finish_reason, normalize_usage, openai_usage
+
+from .errors import anthropic_stream_error
+from .request import Translated
+from .response import map_finish_reason
+from .usage import StreamMeter, Usage, openai_usage
 
 DONE = b"data: [DONE]\n\n"
 _ROLE_DELTA = b'{"role":"assistant","content":""}'
@@ -29,33 +33,19 @@ def sse_error(err: GatewayError) -> bytes:
 
 
 class StreamTranslator:
-    """Translates one upstream stream; also the metering record of what happened.
-
-    Public state: ``usage`` (from ``message_start``, superseded by ``message_delta``),
-    ``usage_final`` (a ``message_delta`` carried the cumulative usage), ``finish_reason``,
-    ``upstream_message_id``, ``upstream_model``, ``done`` (``message_stop`` seen),
-    ``failed`` and ``error_type`` (Anthropic's error type of an in-stream ``error`` event),
-    ``delivered_output_chars`` (text and argument characters sent to the client).
-    """
+    """Translates one upstream stream into chat.completion chunks. What the stream used and
+    how it ended is kept by its ``meter`` (a StreamMeter, read by the call pipeline); the
+    properties below read it for callers that only hold the translator."""
 
     __slots__ = (
-        "usage", "usage_final", "finish_reason", "upstream_message_id", "upstream_model",
-        "done", "failed", "error_type", "delivered_output_chars",
-        "_t", "_cost_of", "_json_tool", "_base", "_head", "_tail", "_usage_null",
-        "_tool_index", "_json_block", "_empty_blocks", "_delta_events",
+        "meter", "finish_reason", "_t", "_cost_of", "_json_tool", "_base", "_head", "_tail", "_usage_null",
+        "_tool_index", "_json_block", "_empty_blocks",
     )
 
     def __init__(self, t: Translated, completion_id: str, created: int,
                  cost_of: Callable[[Usage], str | None] | None = None) -> None:
-        self.usage = Usage()
-        self.usage_final = False
+        self.meter = StreamMeter(t.max_tokens)
         self.finish_reason: str | None = None
-        self.upstream_message_id: str | None = None
-        self.upstream_model: str | None = None
-        self.done = False
-        self.failed = False
-        self.error_type: str | None = None
-        self.delivered_output_chars = 0
         self._t = t
         self._cost_of = cost_of  # adds the billed amount to the include_usage chunk
         self._json_tool = t.json_tool
@@ -69,12 +59,49 @@ class StreamTranslator:
         self._tool_index: dict[int, int] = {}  # Anthropic block index → OpenAI tool_calls index
         self._json_block: int | None = None  # block index of the forced JSON tool
         self._empty_blocks: set[int] = set()  # tool blocks whose arguments are still empty
-        self._delta_events = 0
 
-    def feed(self, event: str, data: dict) -> bytes:
-        """Bytes to send the client for one upstream event (often ``b""``)."""
-        if self.done or self.failed:
+    @property
+    def usage(self) -> Usage:
+        return self.meter.usage
+
+    @property
+    def usage_final(self) -> bool:
+        return self.meter.usage_final
+
+    @property
+    def done(self) -> bool:
+        return self.meter.done
+
+    @property
+    def failed(self) -> bool:
+        return self.meter.failed
+
+    @property
+    def error_type(self) -> str | None:
+        return self.meter.error_type
+
+    @property
+    def upstream_message_id(self) -> str | None:
+        return self.meter.upstream_message_id
+
+    @property
+    def upstream_model(self) -> str | None:
+        return self.meter.upstream_model
+
+    @property
+    def delivered_output_chars(self) -> int:
+        return self.meter.delivered_chars
+
+    def estimated_output_tokens(self) -> int:
+        return self.meter.estimated_output_tokens()
+
+    def feed(self, event: str, data: dict, raw: bytes = b"") -> bytes:
+        """Bytes to send the client for one upstream event (often ``b""``); ``raw`` (the
+        event's own bytes) is not needed here."""
+        meter = self.meter
+        if meter.done or meter.failed:
             return b""
+        meter.observe(event, data)
         if event == "content_block_delta":
             return self._on_block_delta(data)
         if event == "content_block_start":
@@ -82,28 +109,16 @@ class StreamTranslator:
         if event == "content_block_stop":
             return self._on_block_stop(data)
         if event == "message_start":
-            return self._on_message_start(data)
+            return self._chunk(_ROLE_DELTA)
         if event == "message_delta":
-            return self._on_message_delta(data)
+            if meter.stop_reason:
+                self.finish_reason = map_finish_reason(meter.stop_reason, self._t)
+            return b""
         if event == "message_stop":
             return self._on_message_stop()
         if event == "error":
-            return self._on_error(data)
+            return sse_error(anthropic_stream_error(data))
         return b""  # ping, and event types added after this was written
-
-    def estimated_output_tokens(self) -> int:
-        """Output tokens for billing a stream cut short (client disconnect).
-
-        Exact once a ``message_delta`` carried the cumulative usage. Before that, count from
-        what was streamed: the larger of ceil(characters / 4) and the number of content
-        deltas (each carries at least one token) — and never less than ``message_start``
-        reported, nor more than ``max_tokens`` (the model cannot have produced more).
-        Thinking the client never saw is not counted: only delivered output is.
-        """
-        if self.usage_final:
-            return self.usage.output_tokens
-        by_chars = -(-self.delivered_output_chars // 4)
-        return min(max(by_chars, self._delta_events, self.usage.output_tokens), self._t.max_tokens)
 
     # --- event handlers -----------------------------------------------------------------
 
@@ -162,25 +177,7 @@ class StreamTranslator:
             return self._content(_EMPTY_ARGUMENTS)
         return self._arguments(self._tool_index[index], _EMPTY_ARGUMENTS)
 
-    def _on_message_start(self, data: dict) -> bytes:
-        message = data.get("message") or {}
-        self.upstream_message_id = message.get("id")
-        self.upstream_model = message.get("model")
-        self.usage = normalize_usage(message.get("usage"))
-        return self._chunk(_ROLE_DELTA)
-
-    def _on_message_delta(self, data: dict) -> bytes:
-        stop_reason = (data.get("delta") or {}).get("stop_reason")
-        if stop_reason:
-            self.finish_reason = map_finish_reason(stop_reason, self._t)
-        usage = data.get("usage")
-        if usage:
-            self.usage = self.usage.merge(usage)
-            self.usage_final = True
-        return b""
-
     def _on_message_stop(self) -> bytes:
-        self.done = True
         self.finish_reason = self.finish_reason or "stop"
         parts = [self._head, b'{},"logprobs":null,"finish_reason":', orjson.dumps(self.finish_reason),
                  b"}]", self._usage_null, b"}\n\n"]
@@ -192,17 +189,8 @@ class StreamTranslator:
         parts.append(DONE)
         return b"".join(parts)
 
-    def _on_error(self, data: dict) -> bytes:
-        self.failed = True
-        error = data.get("error") if isinstance(data, dict) else None
-        self.error_type = error.get("type") if isinstance(error, dict) else None
-        return sse_error(anthropic_stream_error(data))
-
-    # --- chunk builders -------------------------------------------------------------------
-
     def _count(self, text: str) -> None:
-        self.delivered_output_chars += len(text)
-        self._delta_events += 1
+        self.meter.delivered(text)
 
     def _chunk(self, delta: bytes) -> bytes:
         return b"".join((self._head, delta, self._tail))

@@ -1,0 +1,1 @@
+"""The front doors: one adapter per wire protocol, each plugged into ``proxy.pipeline``."""

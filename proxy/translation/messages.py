@@ -1,0 +1,217 @@
+"""OpenAI chat messages → Anthropic system blocks and alternating turns."""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import orjson
+
+from proxy.errors import invalid
+from proxy.modelspec import ModelSpec
+
+from .fields import unsupported, wrong_type
+from .images import image_block
+
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
+_TOOL_ID_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
+_SYSTEM_PARTS = frozenset({"text"})
+_USER_PARTS = frozenset({"text", "image_url"})
+_ASSISTANT_PARTS = frozenset({"text", "refusal"})
+_TOOL_PARTS = frozenset({"text", "image_url"})
+_UNSUPPORTED_PARTS = {
+    "input_audio": "Audio input (input_audio content parts) is not supported by Claude models.",
+    "file": "file content parts are not supported by this gateway; send images as image_url parts.",
+}
+
+
+# --- messages ------------------------------------------------------------------------------
+
+def translate_messages(raw: Any) -> tuple[list[dict], list[dict]]:
+    """Hoist system/developer messages, translate the rest and merge same-role turns.
+
+    A user turn keeps its ``tool_result`` blocks first (Anthropic's rule, §5.4), so
+    ``tool`` and ``user`` messages in a row become one user turn: results, then the rest.
+    """
+    if not isinstance(raw, list) or not raw:
+        raise invalid("messages must be a non-empty array.", "messages")
+    system: list[dict] = []
+    turns: list[tuple[str, list[dict], list[dict]]] = []  # (role, tool_results, other blocks)
+    for i, message in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise wrong_type(f"{where} must be an object.", where)
+        role = message.get("role")
+        results: list[dict] = []
+        if role in ("system", "developer"):
+            system.extend(_content_blocks(message.get("content"), f"{where}.content", _SYSTEM_PARTS))
+            continue
+        if role == "user":
+            blocks = _content_blocks(message.get("content"), f"{where}.content", _USER_PARTS)
+            if not blocks:
+                raise invalid(f"{where}.content must be non-empty.", f"{where}.content")
+        elif role == "assistant":
+            blocks = _assistant_blocks(message, where)
+            if not blocks:
+                continue
+        elif role == "tool":
+            results, blocks = [_tool_result_block(message, where)], []
+        elif role == "function":
+            raise unsupported("The deprecated 'function' role is not supported; send tool results "
+                               "as role 'tool' with a tool_call_id.", f"{where}.role")
+        else:
+            raise invalid(f"{where}.role must be one of system, developer, user, assistant, tool.",
+                          f"{where}.role")
+        anthropic_role = "assistant" if role == "assistant" else "user"
+        if turns and turns[-1][0] == anthropic_role:
+            turns[-1][1].extend(results)
+            turns[-1][2].extend(blocks)
+        else:
+            turns.append((anthropic_role, results, blocks))
+    if not turns:
+        raise invalid("messages must contain at least one user or assistant message.", "messages")
+    return system, [{"role": role, "content": results + blocks} for role, results, blocks in turns]
+
+
+def _content_blocks(content: Any, where: str, allowed: frozenset[str]) -> list[dict]:
+    """String or content parts → Anthropic blocks; whitespace-only text is dropped
+    (Anthropic rejects empty text blocks)."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content.strip() else []
+    if content is None:
+        return []
+    if not isinstance(content, list):
+        raise wrong_type(f"{where} must be a string or an array of content parts.", where)
+    blocks = []
+    for j, part in enumerate(content):
+        part_where = f"{where}[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(kind, str):
+            raise wrong_type(f"{part_where} must be an object with a string 'type'.", part_where)
+        if kind not in allowed:
+            message = _UNSUPPORTED_PARTS.get(kind, f"Content part type {kind[:64]!r} is not allowed here.")
+            raise invalid(message, part_where, code="unsupported_value")
+        if kind == "image_url":
+            blocks.append(image_block(part.get("image_url"), f"{part_where}.image_url"))
+            continue
+        text = part.get(kind)  # a text part carries "text", a refusal part "refusal"
+        if not isinstance(text, str):
+            raise wrong_type(f"{part_where}.{kind} must be a string.", f"{part_where}.{kind}")
+        if text.strip():
+            blocks.append({"type": "text", "text": text})
+    return blocks
+
+
+
+def _assistant_blocks(message: dict, where: str) -> list[dict]:
+    """Text blocks first, then one ``tool_use`` per tool call (§11.5)."""
+    if message.get("function_call") is not None:
+        raise unsupported("The deprecated assistant 'function_call' is not supported; use 'tool_calls'.",
+                           f"{where}.function_call")
+    blocks = _content_blocks(message.get("content"), f"{where}.content", _ASSISTANT_PARTS)
+    tool_calls = message.get("tool_calls")
+    if tool_calls is None:
+        return blocks
+    if not isinstance(tool_calls, list):
+        raise wrong_type(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
+    for j, call in enumerate(tool_calls):
+        blocks.append(_tool_use_block(call, f"{where}.tool_calls[{j}]"))
+    return blocks
+
+
+def _tool_use_block(call: Any, where: str) -> dict:
+    if not isinstance(call, dict):
+        raise wrong_type(f"{where} must be an object.", where)
+    if call.get("type") not in (None, "function"):
+        raise invalid(f"{where}.type must be 'function'.", f"{where}.type", code="unsupported_value")
+    function = call.get("function")
+    if not isinstance(function, dict):
+        raise wrong_type(f"{where}.function must be an object.", f"{where}.function")
+    return {
+        "type": "tool_use",
+        "id": _tool_id(call.get("id"), f"{where}.id"),
+        "name": tool_name(function.get("name"), f"{where}.function.name"),
+        "input": _tool_arguments(function.get("arguments"), f"{where}.function.arguments"),
+    }
+
+
+def _tool_arguments(arguments: Any, where: str) -> dict:
+    """``arguments`` is a JSON-encoded object; "" (a call without arguments) means {}."""
+    if isinstance(arguments, dict):
+        return arguments
+    if not isinstance(arguments, str):
+        raise wrong_type(f"{where} must be a JSON-encoded string.", where)
+    if not arguments.strip():
+        return {}
+    try:
+        value = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        raise invalid(f"{where} is not valid JSON.", where) from None
+    if not isinstance(value, dict):
+        raise invalid(f"{where} must encode a JSON object.", where)
+    return value
+
+
+def _tool_id(value: Any, where: str) -> str:
+    """Anthropic ids must match ``^[a-zA-Z0-9_-]+$``; foreign ids are rewritten the same
+    way on the call and on its result, with a hash suffix so distinct ids stay distinct."""
+    if not isinstance(value, str) or not value:
+        raise wrong_type(f"{where} must be a non-empty string.", where)
+    if _TOOL_ID.fullmatch(value):
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+    return f"{_TOOL_ID_BAD_CHARS.sub('_', value)[:64]}_{digest}"
+
+
+def tool_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not _TOOL_NAME.fullmatch(name):
+        raise invalid(f"{where} must be 1-64 characters: letters, digits, underscores or dashes.", where)
+    return name
+
+
+def _tool_result_block(message: dict, where: str) -> dict:
+    block: dict[str, Any] = {"type": "tool_result",
+                             "tool_use_id": _tool_id(message.get("tool_call_id"), f"{where}.tool_call_id")}
+    content = message.get("content")
+    if isinstance(content, str):
+        if content.strip():
+            block["content"] = content
+    else:
+        blocks = _content_blocks(content, f"{where}.content", _TOOL_PARTS)
+        if blocks:
+            block["content"] = blocks
+    return block
+
+
+def history_stub_tools(messages: list[dict]) -> list[dict]:
+    """Anthropic needs tool definitions whenever the history holds ``tool_use`` blocks; a
+    client that sends none offers no tools, so each used name gets an inert stub."""
+    names = {block["name"]: None for message in messages if message["role"] == "assistant"
+             for block in message["content"] if block["type"] == "tool_use"}
+    return [{"name": name, "description": "Used earlier in this conversation; not available now.",
+             "input_schema": {"type": "object"}} for name in names]
+
+
+def last_assistant_calls_tools(messages: list[dict]) -> bool:
+    for message in reversed(messages):
+        if message["role"] == "assistant":
+            return any(block["type"] == "tool_use" for block in message["content"])
+    return False
+
+
+def finish_prefill(messages: list[dict], spec: ModelSpec, *, thinking: bool) -> None:
+    """A trailing assistant message is a prefill: allowed only where the model accepts it,
+    never with thinking, and it must not end in whitespace (Anthropic rejects that)."""
+    last = messages[-1]
+    if last["role"] != "assistant":
+        return
+    if not spec.prefill:
+        raise invalid("This model does not support prefill: the last message must not be an "
+                      "assistant message.", "messages")
+    if thinking:
+        raise invalid("A final assistant message (prefill) cannot be combined with reasoning_effort.",
+                      "messages")
+    tail = last["content"][-1]
+    if tail["type"] == "text":
+        tail["text"] = tail["text"].rstrip()

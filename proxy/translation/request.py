@@ -1,0 +1,333 @@
+"""OpenAI Chat Completions ⇄ Anthropic Messages: pure, synchronous request/response translation.
+
+Nothing here does I/O, so the hot path calls it inline and the unit tests pin every rule.
+The streaming counterpart is ``proxy.translation.streaming``. References: ``docs/SPEC.md``
+§3 and §5, ``docs/wire-format.md`` (section numbers below point there).
+
+Every malformed body becomes a 400 ``GatewayError`` naming the field; no ``KeyError``,
+``TypeError`` or ``ValueError`` escapes. Choices made where the contract leaves room:
+
+- ``max_completion_tokens`` / ``max_tokens`` above the model's maximum are *capped* to it:
+  the field is a ceiling, and a client asking for "up to 100k" wants the most it can get.
+- Fields Claude cannot honour are rejected when set to a value that would change the
+  answer (``n>1``, ``logprobs``, non-zero penalties, ``logit_bias``, ``audio``, audio
+  ``modalities``, ``web_search_options``, ``verbosity``, the deprecated ``functions`` /
+  ``function_call`` / ``function`` role). Fields with no effect on the answer are accepted
+  and ignored: ``seed`` (OpenAI itself only promises best effort), ``store``, ``metadata``,
+  ``service_tier``, ``prompt_cache_key``, ``prompt_cache_retention``, ``prediction`` (a
+  latency hint), and ``strict`` on tools (as Anthropic's own compatibility layer does).
+  Anything else unknown is a 400 "Unrecognized request argument supplied", as OpenAI does.
+- ``json_object`` always uses a forced tool with a permissive object schema, on every model:
+  a tool input is always a JSON object, so ``content`` is guaranteed to be valid JSON.
+  Native structured output would need a schema (Anthropic requires
+  ``additionalProperties: false`` there), which ``json_object`` does not have.
+  ``json_schema`` uses native ``output_config.format`` when the model supports it (it then
+  combines with user tools), else the same forced tool (which cannot be combined with user
+  tools, and needs an object schema — OpenAI requires that too).
+- ``reasoning_effort`` maps to ``thinking: {type: enabled, budget_tokens}`` on models whose
+  spec says ``thinking``; elsewhere any value but ``none`` is a 400. OpenAI's max includes
+  reasoning, so the budget is fitted under it. Thinking is dropped when the last assistant
+  turn holds tool calls: OpenAI clients cannot send the signed thinking blocks back, and
+  Anthropic rejects such a turn with thinking on. Thinking output is not returned.
+- A history with tool calls but no ``tools`` gets stub tools (Anthropic requires tool
+  definitions then) and ``tool_choice: none``, matching the client offering no tools.
+- Tool-call ids outside Anthropic's ``^[a-zA-Z0-9_-]+$`` (other providers' ids) are
+  rewritten deterministically (cleaned + hash suffix) on both the call and its result.
+- A data-URL image's media type is taken from its magic bytes: Anthropic rejects a
+  mismatch, and the bytes are the truth. Bytes that are no JPEG/PNG/GIF/WebP are a 400.
+- ``user`` (or else ``safety_identifier``) goes to ``metadata.user_id`` unless it looks like
+  an e-mail address or a phone number (Anthropic forbids those there); it is always
+  returned in ``Translated.user`` for the request log.
+- An assistant-first conversation is passed on as is.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.errors import invalid
+from proxy.modelspec import ModelSpec
+
+from .fields import opt_bool, opt_number, opt_str, unsupported, wrong_type
+from .messages import finish_prefill, history_stub_tools, last_assistant_calls_tools, translate_messages
+from .tools import JSON_MODE_NATIVE, JSON_TOOL_NAME, tooling
+
+DEFAULT_MAX_TOKENS = 1024
+
+# Upper-bound estimator constants (see estimate_input_tokens_upper_bound).
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_PHONE = re.compile(r"\+?[0-9 ().-]{7,24}")
+
+_EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
+_MIN_THINKING_BUDGET = 1024
+
+
+_HANDLED_FIELDS = frozenset({
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+    "stop", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
+    "response_format", "user", "safety_identifier", "n", "logprobs", "top_logprobs", "seed",
+    "presence_penalty", "frequency_penalty", "logit_bias", "reasoning_effort", "modalities",
+    "audio", "functions", "function_call", "web_search_options", "verbosity",
+})
+_IGNORED_FIELDS = frozenset({
+    "store", "metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention", "prediction",
+})
+_KNOWN_FIELDS = _HANDLED_FIELDS | _IGNORED_FIELDS
+_REJECTED_WHEN_SET = {
+    "audio": "Audio output is not supported by Claude models.",
+    "web_search_options": "web_search_options is not supported by this gateway.",
+    "functions": "The deprecated 'functions' parameter is not supported; use 'tools'.",
+    "function_call": "The deprecated 'function_call' parameter is not supported; use 'tool_choice'.",
+}
+
+
+@dataclass(slots=True)
+class Translated:
+    """A translated request plus what the response side needs to translate back."""
+
+    payload: dict
+    stream: bool
+    include_usage: bool
+    json_mode: str | None  # None, JSON_MODE_NATIVE, or the name of the forced JSON tool
+    requested_model: str
+    max_tokens: int
+    user: str | None
+
+    @property
+    def json_tool(self) -> str | None:
+        """Name of the forced tool emulating JSON mode, whose input becomes ``content``."""
+        return None if self.json_mode in (None, JSON_MODE_NATIVE) else self.json_mode
+
+
+# ---------------------------------------------------------------------------------------
+# Request
+# ---------------------------------------------------------------------------------------
+
+def translate_request(body: Any, spec: ModelSpec, *, requested_model: str) -> Translated:
+    """Translate an OpenAI chat-completions body into an Anthropic Messages request.
+
+    ``max_tokens`` is ``max_completion_tokens`` ?? ``max_tokens`` ?? 1024, capped silently
+    at ``spec.max_output_tokens``. Raises a 400 ``GatewayError`` naming the field for any
+    invalid or unsupported input.
+    """
+    if not isinstance(body, dict):
+        raise invalid("The request body must be a JSON object.", None, code="invalid_type")
+    _check_fields(body)
+    stream, include_usage = _stream_flags(body)
+    system, messages = translate_messages(body.get("messages"))
+    tools, tool_choice, json_mode, output_format = tooling(body, spec)
+    if not tools:
+        tools = history_stub_tools(messages)
+        if tools:
+            tool_choice = {"type": "none"}
+    stop_sequences = _stop_sequences(body.get("stop"))
+    sampling = _sampling(body, spec)
+    max_tokens, max_field = _max_tokens(body, spec)
+    budget = _thinking_budget(body.get("reasoning_effort"), spec)
+    if budget is not None and last_assistant_calls_tools(messages):
+        budget = None
+    if budget is not None:
+        _check_thinking_compatible(sampling, tool_choice, json_mode)
+        max_tokens, budget = _fit_thinking(budget, max_tokens, max_field, spec)
+    finish_prefill(messages, spec, thinking=budget is not None)
+    user = _end_user(body)
+
+    payload: dict[str, Any] = {"model": spec.upstream_id, "max_tokens": max_tokens, "messages": messages}
+    if system:
+        payload["system"] = system
+    if stop_sequences:
+        payload["stop_sequences"] = stop_sequences
+    payload.update(sampling)
+    if tools:
+        payload["tools"] = tools
+    if tool_choice:
+        payload["tool_choice"] = tool_choice
+    if user and not _looks_like_pii(user):
+        payload["metadata"] = {"user_id": user}
+    if budget is not None:
+        payload["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    if output_format:
+        payload["output_config"] = {"format": output_format}
+    payload["stream"] = stream
+    return Translated(
+        payload=payload,
+        stream=stream,
+        include_usage=include_usage,
+        json_mode=json_mode,
+        requested_model=requested_model,
+        max_tokens=max_tokens,
+        user=user or None,
+    )
+
+
+# --- sampling, limits, thinking ------------------------------------------------------------
+
+def _stream_flags(body: dict) -> tuple[bool, bool]:
+    stream = bool(opt_bool(body, "stream"))
+    options = body.get("stream_options")
+    if options is None:
+        return stream, False
+    if not stream:
+        raise invalid("stream_options is only allowed when stream is true.", "stream_options")
+    if not isinstance(options, dict):
+        raise wrong_type("stream_options must be an object.", "stream_options")
+    include_usage = options.get("include_usage")
+    if include_usage is not None and not isinstance(include_usage, bool):
+        raise wrong_type("stream_options.include_usage must be a boolean.", "stream_options.include_usage")
+    return stream, bool(include_usage)
+
+def _check_fields(body: dict) -> None:
+    """Reject unknown fields and fields whose non-default value Claude cannot honour."""
+    for name in body:
+        if name not in _KNOWN_FIELDS:
+            raise invalid(f"Unrecognized request argument supplied: {name}", name, code="unknown_parameter")
+    n = body.get("n")
+    if n is not None:
+        if type(n) is not int or n < 1:
+            raise wrong_type("n must be a positive integer.", "n")
+        if n > 1:
+            raise unsupported("n>1 is not supported: Claude returns one choice per request; "
+                               "send separate requests instead.", "n")
+    if opt_bool(body, "logprobs"):
+        raise unsupported("logprobs is not supported by Claude models.", "logprobs")
+    top_logprobs = body.get("top_logprobs")
+    if top_logprobs is not None and not (type(top_logprobs) is int and top_logprobs == 0):
+        raise unsupported("top_logprobs is not supported by Claude models.", "top_logprobs")
+    for name in ("presence_penalty", "frequency_penalty"):
+        if opt_number(body, name) not in (None, 0):
+            raise unsupported(f"{name} is not supported by Claude models; omit it or set it to 0.", name)
+    logit_bias = body.get("logit_bias")
+    if logit_bias is not None:
+        if not isinstance(logit_bias, dict):
+            raise wrong_type("logit_bias must be an object.", "logit_bias")
+        if logit_bias:
+            raise unsupported("logit_bias is not supported by Claude models.", "logit_bias")
+    seed = body.get("seed")
+    if seed is not None and type(seed) is not int:
+        raise wrong_type("seed must be an integer.", "seed")
+    modalities = body.get("modalities")
+    if modalities is not None:
+        if not isinstance(modalities, list):
+            raise wrong_type("modalities must be an array of strings.", "modalities")
+        if any(m != "text" for m in modalities):
+            raise unsupported("Only the 'text' modality is supported by Claude models.", "modalities")
+    for name, message in _REJECTED_WHEN_SET.items():
+        if body.get(name) is not None:
+            raise unsupported(message, name)
+    if body.get("verbosity") not in (None, "medium"):
+        raise unsupported("verbosity is not supported by Claude models.", "verbosity")
+
+
+def _stop_sequences(stop: Any) -> list[str] | None:
+    if stop is None:
+        return None
+    sequences = [stop] if isinstance(stop, str) else stop
+    if not isinstance(sequences, list) or not all(isinstance(s, str) for s in sequences):
+        raise wrong_type("stop must be a string or an array of strings.", "stop")
+    if len(sequences) > 4:
+        raise invalid("stop accepts at most 4 sequences.", "stop")
+    if not all(s.strip() for s in sequences):
+        raise invalid("stop sequences must contain non-whitespace characters (Claude rejects "
+                      "whitespace-only stop sequences).", "stop")
+    return sequences or None
+
+
+def _sampling(body: dict, spec: ModelSpec) -> dict:
+    """temperature/top_p/top_k as the model accepts them (§5.4): 0–1 only; defaults dropped
+    where sampling is fixed; a no-op top_p=1 dropped next to temperature."""
+    temperature = opt_number(body, "temperature")
+    if temperature is not None and not 0 <= temperature <= 1:
+        raise invalid(f"temperature must be between 0 and 1 for Claude models (got {temperature}).",
+                      "temperature")
+    top_p = opt_number(body, "top_p")
+    if top_p is not None and not 0 <= top_p <= 1:
+        raise invalid(f"top_p must be between 0 and 1 (got {top_p}).", "top_p")
+    top_k = body.get("top_k")
+    if top_k is not None and (type(top_k) is not int or top_k < 0):
+        raise wrong_type("top_k must be a non-negative integer.", "top_k")
+    if not spec.accepts_sampling:
+        for name, value in (("temperature", temperature), ("top_p", top_p)):
+            if value is not None and value != 1:
+                raise unsupported(f"{name} cannot be changed for this model; omit it.", name)
+        if top_k is not None:
+            raise unsupported("top_k cannot be set for this model; omit it.", "top_k")
+        return {}
+    if temperature is not None and top_p is not None:
+        if top_p == 1:
+            top_p = None
+        elif not spec.accepts_temperature_with_top_p:
+            raise invalid("temperature and top_p cannot both be set for this model; set only one.", "top_p")
+    sampling = {"temperature": temperature, "top_p": top_p, "top_k": top_k}
+    return {name: value for name, value in sampling.items() if value is not None}
+
+
+def _max_tokens(body: dict, spec: ModelSpec) -> tuple[int, str | None]:
+    """Returns (effective max_tokens, name of the field that set it or None for default)."""
+    chosen: tuple[int, str] | None = None
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if value is None:
+            continue
+        if type(value) is not int or value < 1:
+            raise invalid(f"{name} must be a positive integer.", name)
+        chosen = chosen or (value, name)
+    if chosen is None:
+        return min(DEFAULT_MAX_TOKENS, spec.max_output_tokens), None
+    return min(chosen[0], spec.max_output_tokens), chosen[1]
+
+
+def _thinking_budget(effort: Any, spec: ModelSpec) -> int | None:
+    if effort is None or effort == "none":
+        return None
+    budget = _EFFORT_BUDGETS.get(effort) if isinstance(effort, str) else None
+    if budget is None:
+        raise invalid("reasoning_effort must be one of none, minimal, low, medium, high, xhigh, max.",
+                      "reasoning_effort")
+    if not spec.thinking:
+        raise unsupported("reasoning_effort is not supported by this model.", "reasoning_effort")
+    return budget
+
+
+def _check_thinking_compatible(sampling: dict, tool_choice: dict | None, json_mode: str | None) -> None:
+    """Extended thinking forbids changed temperature/top_k, top_p < 0.95 and forced tools (§5.4)."""
+    temperature = sampling.pop("temperature", None)
+    if temperature is not None and temperature != 1:
+        raise invalid("temperature cannot be changed together with reasoning_effort on Claude models.",
+                      "temperature")
+    if "top_k" in sampling:
+        raise invalid("top_k cannot be set together with reasoning_effort.", "top_k")
+    if sampling.get("top_p", 1) < 0.95:
+        raise invalid("top_p must be between 0.95 and 1 together with reasoning_effort.", "top_p")
+    if tool_choice and tool_choice["type"] in ("any", "tool"):
+        if json_mode == JSON_TOOL_NAME:
+            raise invalid("response_format cannot be combined with reasoning_effort on this model.",
+                          "response_format")
+        raise invalid("tool_choice must be 'auto' or 'none' together with reasoning_effort.", "tool_choice")
+
+
+def _fit_thinking(budget: int, max_tokens: int, max_field: str | None, spec: ModelSpec) -> tuple[int, int]:
+    """OpenAI's max includes reasoning tokens and Anthropic wants budget < max_tokens: without
+    an explicit max, make room for the budget plus a default answer; with one, fit under it."""
+    if max_field is None:
+        max_tokens = min(budget + DEFAULT_MAX_TOKENS, spec.max_output_tokens)
+    if max_tokens <= _MIN_THINKING_BUDGET:
+        field = max_field or "max_completion_tokens"
+        raise invalid(f"{field} must be greater than {_MIN_THINKING_BUDGET} when reasoning_effort is set "
+                      "(it includes the reasoning tokens).", field)
+    return max_tokens, min(budget, max_tokens - 1)
+
+
+def _end_user(body: dict) -> str | None:
+    user = opt_str(body, "user", 256)
+    safety_identifier = opt_str(body, "safety_identifier", 256)
+    return user if user is not None else safety_identifier
+
+
+def _looks_like_pii(value: str) -> bool:
+    """Anthropic's metadata.user_id must not carry an e-mail address or phone number; when
+    in doubt leave it out (it only serves abuse tracking)."""
+    if _EMAIL.search(value):
+        return True
+    return bool(_PHONE.fullmatch(value)) and 7 <= sum(c.isdigit() for c in value) <= 15
