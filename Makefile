@@ -26,7 +26,7 @@ lint: venv
 
 ## test: the linters, then the whole suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 test: lint
-	@if command -v npm >/dev/null && [ ! -d tests/node/node_modules/openai ]; then \
+	@if command -v npm >/dev/null && [ tests/node/package.json -nt tests/node/node_modules/.package-lock.json ]; then \
 		cd tests/node && npm install --no-audit --no-fund --silent; fi
 	$(PY) -m pytest
 

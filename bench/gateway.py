@@ -73,6 +73,7 @@ class Scenario:
     stream: bool
     requests: int  # the measured phase stops at this count or at --duration
     limited: bool = False  # through a key with a monthly limit and RPM/TPM (reserve + settle)
+    front: str = "chat"    # the gateway's front door: "chat" (/chat/completions) or "messages"
 
 
 SCENARIOS = {
@@ -84,6 +85,9 @@ SCENARIOS = {
         Scenario("stream-c1", 1, True, 2_000),
         Scenario("stream-c16", 16, True, 10_000),
         Scenario("stream-c32", 32, True, 10_000),
+        Scenario("messages-c1", 1, False, 2_000, front="messages"),
+        Scenario("messages-c32", 32, False, 10_000, front="messages"),
+        Scenario("messages-stream-c16", 16, True, 10_000, front="messages"),
     )
 }
 
@@ -201,22 +205,31 @@ def count_records(env: dict[str, str]) -> int:
 # --------------------------------------------------------------------------- runs
 
 
-def direct_spec(sim: Service, stream: bool) -> dict:
+def anthropic_body(stream: bool) -> dict:
     body = {"model": MODEL, "max_tokens": MAX_TOKENS, "messages": [{"role": "user", "content": PROMPT}]}
     if stream:
         body["stream"] = True
-    return {"kind": "direct", "host": HOST, "port": sim.port, "path": "/v1/messages", "body": body,
+    return body
+
+
+def direct_spec(sim: Service, stream: bool) -> dict:
+    return {"kind": "anthropic", "host": HOST, "port": sim.port, "path": "/v1/messages", "body": anthropic_body(stream),
             "headers": {"x-api-key": "sk-ant-bench", "anthropic-version": "2023-06-01"},
             "cpu_roots": {"simulator": sim.proc.pid}}
 
 
-def gateway_spec(gateway: Service, sim: Service, key: str, stream: bool) -> dict:
+def gateway_spec(gateway: Service, sim: Service, key: str, scenario: Scenario) -> dict:
+    """The same request through the gateway, in the wire format of the scenario's front door."""
+    roots = {"gateway": gateway.proc.pid, "simulator": sim.proc.pid}
+    if scenario.front == "messages":
+        return {"kind": "anthropic", "host": HOST, "port": gateway.port, "path": "/v1/messages",
+                "body": anthropic_body(scenario.stream),
+                "headers": {"x-api-key": key, "anthropic-version": "2023-06-01"}, "cpu_roots": roots}
     body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS}
-    if stream:
+    if scenario.stream:
         body["stream"] = True
-    return {"kind": "gateway", "host": HOST, "port": gateway.port, "path": "/api/v1/chat/completions",
-            "body": body, "headers": {"Authorization": f"Bearer {key}"},
-            "cpu_roots": {"gateway": gateway.proc.pid, "simulator": sim.proc.pid}}
+    return {"kind": "openai", "host": HOST, "port": gateway.port, "path": "/api/v1/chat/completions",
+            "body": body, "headers": {"Authorization": f"Bearer {key}"}, "cpu_roots": roots}
 
 
 def run_load(spec: dict, scenario: Scenario, seconds: float, warmup: float) -> dict:
@@ -370,7 +383,7 @@ def run_scenarios(args, sim: Service, gateway: Service, keys: dict[bool, str]) -
         s = SCENARIOS[name]
         direct = run_load(direct_spec(sim, s.stream), s, args.duration, args.warmup)
         report_run(s, "direct", direct)
-        through = run_load(gateway_spec(gateway, sim, keys[s.limited], s.stream), s, args.duration, args.warmup)
+        through = run_load(gateway_spec(gateway, sim, keys[s.limited], s), s, args.duration, args.warmup)
         report_run(s, "gateway", through)
         results.append((s, direct, through))
     return results

@@ -283,7 +283,7 @@ class Target:
     host: str
     port: int
     raw_request: bytes
-    kind: str  # "direct" (Anthropic format) or "gateway" (OpenAI format)
+    kind: str  # the answer's wire format: "anthropic" or "openai"
     stream: bool
     min_chunks: int
 
@@ -300,7 +300,7 @@ class Target:
     def content_marker(self) -> re.Pattern | None:
         if not self.stream:
             return None
-        return GATEWAY_CONTENT if self.kind == "gateway" else DIRECT_CONTENT
+        return GATEWAY_CONTENT if self.kind == "openai" else DIRECT_CONTENT
 
     def problem(self, response: Response) -> str | None:
         """Why the response is not a correct answer, or None."""
@@ -312,11 +312,11 @@ class Target:
             doc = orjson.loads(response.body)
         except orjson.JSONDecodeError:
             return f"invalid JSON body: {bytes(response.body[:200])!r}"
-        key = "choices" if self.kind == "gateway" else "content"
+        key = "choices" if self.kind == "openai" else "content"
         return None if isinstance(doc, dict) and doc.get(key) else f"no {key!r} in {bytes(response.body[:200])!r}"
 
     def _stream_problem(self, response: Response) -> str | None:
-        end = GATEWAY_STREAM_END if self.kind == "gateway" else DIRECT_STREAM_END
+        end = GATEWAY_STREAM_END if self.kind == "openai" else DIRECT_STREAM_END
         chunks = len(self.content_marker.findall(response.body))
         if chunks < self.min_chunks:
             return f"{chunks} content chunks < {self.min_chunks}"

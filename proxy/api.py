@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 import orjson
 
@@ -20,6 +21,10 @@ def json_response(data, status: int = 200, headers: dict[str, str] | None = None
 
 def error_response(err: GatewayError, headers: dict[str, str] | None = None) -> Response:
     return Response(err.status, err.json_bytes(), {**err.headers, **(headers or {})})
+
+
+openai_error_response = error_response
+ErrorShape = Callable[[GatewayError], Response]
 
 
 def internal_error() -> GatewayError:
@@ -49,10 +54,13 @@ def _contains_nul(value) -> bool:
     return False
 
 
-def api_endpoint(*methods: str):
+def api_endpoint(*methods: str, errors: Callable[[ApiRequest], ErrorShape] | None = None):
+    """`errors` picks the error shape per request (default: OpenAI's)."""
+
     def decorate(handler):
         @functools.wraps(handler)
         async def wrapper(request: ApiRequest):
+            error_response = errors(request) if errors is not None else openai_error_response
             try:
                 if request.method not in methods:
                     raise GatewayError(405, f"Method {request.method} is not allowed here.", code="method_not_allowed")

@@ -9,11 +9,14 @@ from .api import error_response, internal_error
 from .asgi import ApiRequest, Headers, Router, send_response
 from .errors import GatewayError
 from .protocols.chat_completions import chat_completions
+from .protocols.messages import count_tokens, messages
 
 log = logging.getLogger(__name__)
 
 router = Router()
 router.add("/chat/completions", chat_completions)
+router.add("/messages", messages)
+router.add("/messages/count_tokens", count_tokens)
 router.add("/models", views.models_list)
 router.add("/models/", views.model_detail, prefix=True)
 router.add("/key", views.key_info)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -46,12 +47,14 @@ class Response:
 
 @dataclass(slots=True)
 class StreamResponse:
-    """Headers are sent, then every chunk of `chunks` as it is produced."""
+    """Headers are sent, then every chunk of `chunks` as it is produced. With `keepalive`
+    (bytes, seconds), those bytes go out whenever nothing did for that long."""
 
     status: int
     chunks: AsyncIterator[bytes]
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "text/event-stream; charset=utf-8"
+    keepalive: tuple[bytes, float] | None = None
 
 
 Handler = Callable[[ApiRequest], Awaitable["Response | StreamResponse"]]
@@ -97,34 +100,49 @@ async def send_response(send, receive, response: Response | StreamResponse) -> N
     if isinstance(response, Response):
         await send({"type": "http.response.body", "body": response.body})
     else:
-        await _send_stream(send, receive, response.chunks)
+        await _send_stream(send, receive, response.chunks, response.keepalive)
 
 
-async def _send_stream(send, receive, chunks: AsyncIterator[bytes]) -> None:
+async def _send_stream(send, receive, chunks: AsyncIterator[bytes], keepalive: tuple[bytes, float] | None) -> None:
     """Forward chunks as they are produced while watching for the client to go away:
     servers drop writes to a closed connection silently, so only `receive()` tells us.
     On disconnect the pump is cancelled at once, which closes the upstream stream."""
+    last_sent = [time.monotonic()]
 
     async def pump() -> None:
         try:
             async for chunk in chunks:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    last_sent[0] = time.monotonic()
         finally:
             await chunks.aclose()  # runs the producer's clean-up now, not at garbage collection
         await send({"type": "http.response.body", "body": b""})
 
-    pump_task = asyncio.ensure_future(pump())
-    watch_task = asyncio.ensure_future(receive())
+    tasks = {pump_task := asyncio.ensure_future(pump()), asyncio.ensure_future(receive())}
+    if keepalive is not None:
+        tasks.add(asyncio.ensure_future(_keep_alive(send, last_sent, *keepalive)))
     try:
-        await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        if not pump_task.done():
-            pump_task.cancel()
-        watch_task.cancel()
-        await asyncio.gather(pump_task, watch_task, return_exceptions=True)
+        for task in tasks:
+            if task is not pump_task or not task.done():
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     if not pump_task.cancelled() and pump_task.exception() is not None:
         raise pump_task.exception()
+
+
+async def _keep_alive(send, last_sent: list[float], ping: bytes, seconds: float) -> None:
+    """Sends `ping` whenever the stream was silent for `seconds` (clients such as Claude Code
+    give up on a silent connection while the model thinks). Runs until cancelled."""
+    while True:
+        idle = time.monotonic() - last_sent[0]
+        if idle < seconds:
+            await asyncio.sleep(seconds - idle)
+            continue
+        await send({"type": "http.response.body", "body": ping, "more_body": True})
+        last_sent[0] = time.monotonic()
 
 
 class Router:

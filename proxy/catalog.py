@@ -86,6 +86,8 @@ def load_catalog() -> Catalog:
     for e in entries:
         for name in (e.spec.public_id, *e.aliases):
             by_name.setdefault(name, e)
+    for e in entries:  # native Messages clients may name a model by its upstream id
+        by_name.setdefault(e.spec.upstream_id, e)
     return Catalog(tuple(entries), by_name)
 
 

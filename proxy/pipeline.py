@@ -32,7 +32,7 @@ from . import limits, metrics, upstream
 from .api import internal_error, parse_json_object
 from .asgi import ApiRequest, Response, StreamResponse, read_body
 from .auth import KeyInfo, authenticate
-from .catalog import CatalogEntry, get_catalog, model_not_found, visible_to
+from .catalog import Catalog, CatalogEntry, get_catalog, visible_to
 from .errors import GatewayError
 from .recorder import writer
 from .reservation import estimate_input_tokens_upper_bound, worst_case_cost
@@ -51,6 +51,7 @@ class CallPlan:
     max_tokens: int                    # output ceiling (for the reservation and cancel estimates)
     end_user: str | None = None        # for the request log
     upstream_headers: dict[str, str] | None = None  # e.g. anthropic-beta, passed on as sent
+    upstream_path: str = "/v1/messages"
     context: Any = None                # the protocol's own state for rendering
 
 
@@ -72,12 +73,14 @@ class StreamRenderer(Protocol):
 class WireProtocol(Protocol):
     """What a front door (Chat Completions, Messages, Responses) supplies to the pipeline."""
 
-    api: str          # RequestRecord.Api value
-    id_prefix: str    # of the generation id
+    api: str                  # RequestRecord.Api value
+    id_prefix: str            # of the generation id
+    keepalive: bytes | None   # sent during a stream after STREAM_KEEPALIVE_SECONDS of silence
 
     def error_response(self, err: GatewayError, headers: dict[str, str] | None = None) -> Response: ...
 
-    def unknown_model(self, name: str, key: KeyInfo) -> GatewayError: ...
+    def unknown_model(self, name: str, key: KeyInfo, catalog: Catalog, exists: bool) -> GatewayError:
+        """The model does not resolve, or (`exists`) the key may not use it."""
 
     def plan(self, body: dict, entry: CatalogEntry, requested_model: str, request: ApiRequest) -> CallPlan: ...
 
@@ -190,15 +193,18 @@ async def _run(call: Call, request: ApiRequest) -> Response | StreamResponse:
     if not isinstance(model, str) or not model:
         raise GatewayError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     call.requested_model = model
-    entry = (await get_catalog()).resolve(model)
+    catalog = await get_catalog()
+    entry = catalog.resolve(model)
     if entry is None or not visible_to(entry, call.key):
-        raise call.protocol.unknown_model(model, call.key) if entry is None else model_not_found(model)
+        raise call.protocol.unknown_model(model, call.key, catalog, entry is not None)
     call.entry = entry
     call.plan = plan = call.protocol.plan(body, entry, model, request)
     await _reserve(call)
-    response = await _open_upstream(call, orjson.dumps(plan.payload), plan.upstream_headers)
+    response = await _open_upstream(call, orjson.dumps(plan.payload), plan)
     if plan.stream:
-        return StreamResponse(200, _stream(call, response), {**call.headers, "cache-control": "no-cache"})
+        keepalive = call.protocol.keepalive
+        return StreamResponse(200, _stream(call, response), {**call.headers, "cache-control": "no-cache"},
+                              keepalive=(keepalive, settings.STREAM_KEEPALIVE_SECONDS) if keepalive else None)
     return await _plain(call, response)
 
 
@@ -212,9 +218,9 @@ async def _reserve(call: Call) -> None:
                                             input_bound + plan.max_tokens)
 
 
-async def _open_upstream(call: Call, payload: bytes, headers: dict[str, str] | None) -> httpx.Response:
+async def _open_upstream(call: Call, payload: bytes, plan: CallPlan) -> httpx.Response:
     try:
-        response = await upstream.open_messages(payload, headers)
+        response = await upstream.open_messages(payload, plan.upstream_headers, plan.upstream_path)
     except upstream.UpstreamHTTPError as exc:
         metrics.upstream_error(exc.status)
         call.upstream_request_id = exc.headers.get("request-id", "")

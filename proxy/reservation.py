@@ -17,14 +17,15 @@ _TOOLS_OVERHEAD_TOKENS = 1_024
 
 
 def estimate_input_tokens_upper_bound(payload: dict) -> int:
-    """An upper bound of the input tokens of a translated payload, for reserving worst-case cost.
+    """An upper bound of the input tokens of an upstream payload, for reserving worst-case cost.
 
     Every token covers at least one UTF-8 byte, so text bytes bound text tokens. Each block
     and message adds a fixed allowance for role/format tokens; an image counts
     ``IMAGE_TOKENS_BOUND`` (Claude downscales images to ~1,600 tokens; the margin covers
     newer high-resolution models). Tool definitions and a native output schema are rendered
     into a prompt we cannot see: count twice their JSON bytes plus a fixed allowance for the
-    tool-use system prompt.
+    tool-use system prompt. A native Messages body arrives unchecked, so any shape is read
+    without failing (what is not understood counts its JSON bytes).
     """
     total = _REQUEST_OVERHEAD_TOKENS + _blocks_bound(payload.get("system"))
     for message in payload.get("messages", ()):
@@ -32,7 +33,8 @@ def estimate_input_tokens_upper_bound(payload: dict) -> int:
     tools = payload.get("tools")
     if tools:
         total += _TOOLS_OVERHEAD_TOKENS + 2 * len(orjson.dumps(tools))
-    output_format = payload.get("output_config", {}).get("format")
+    output_config = payload.get("output_config")
+    output_format = output_config.get("format") if isinstance(output_config, dict) else None
     if output_format:
         total += _TOOLS_OVERHEAD_TOKENS + 2 * len(orjson.dumps(output_format))
     return total
@@ -43,15 +45,17 @@ def _blocks_bound(content: Any) -> int:
         return 0
     if isinstance(content, str):
         return len(content.encode())
+    if not isinstance(content, list):
+        return len(orjson.dumps(content))
     total = 0
     for block in content:
-        kind = block.get("type")
-        if kind == "text":
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text" and isinstance(block.get("text"), str):
             size = len(block["text"].encode())
         elif kind == "image":
             size = IMAGE_TOKENS_BOUND
-        elif kind == "tool_use":
-            size = len(block["name"]) + len(orjson.dumps(block["input"]))
+        elif kind == "tool_use" and isinstance(block.get("name"), str):
+            size = len(block["name"]) + len(orjson.dumps(block.get("input")))
         elif kind == "tool_result":
             size = _blocks_bound(block.get("content"))
         else:

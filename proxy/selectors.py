@@ -70,6 +70,7 @@ def generation_for_team(generation_id: str, team_id: int) -> dict | None:
     charge = getattr(record, "charge", None)
     return {
         "id": record.generation_id,
+        "api": record.api,
         "model": record.requested_model,
         "upstream_model": record.upstream_model,
         "status": record.status,

@@ -76,8 +76,9 @@ def _retry_delay(attempt: int, headers: httpx.Headers | None) -> float:
     return min(0.25 * 2**attempt, MAX_RETRY_AFTER) * (1 - 0.25 * random.random())
 
 
-async def open_messages(body: bytes, extra_headers: dict[str, str] | None = None) -> httpx.Response:
-    """POST /v1/messages and return the response with its body unread (status < 400).
+async def open_messages(body: bytes, extra_headers: dict[str, str] | None = None,
+                        path: str = "/v1/messages") -> httpx.Response:
+    """POST /v1/messages (or `path`) and return the response with its body unread (status < 400).
 
     Transient failures (connection errors, 408/409/429/5xx/529) are retried up to
     ANTHROPIC_MAX_RETRIES times with jittered backoff, honouring a short Retry-After;
@@ -86,7 +87,7 @@ async def open_messages(body: bytes, extra_headers: dict[str, str] | None = None
     attempts = settings.ANTHROPIC_MAX_RETRIES + 1
     for attempt in range(attempts):
         last = attempt == attempts - 1
-        request = http.build_request("POST", "/v1/messages", content=body, headers=extra_headers)
+        request = http.build_request("POST", path, content=body, headers=extra_headers)
         try:
             response = await http.send(request, stream=True)
         except httpx.TimeoutException:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from django.utils import timezone
 
@@ -11,8 +12,9 @@ from . import selectors
 from .api import api_endpoint, json_response
 from .catalog import CatalogEntry, get_catalog, model_not_found, visible_to
 from .errors import GatewayError
+from .protocols.messages import error_shape
 
-GENERATION_ID = re.compile(r"chatcmpl-[0-9A-Za-z_-]{1,64}")
+GENERATION_ID = re.compile(r"(chatcmpl-|gen-|resp_)[0-9A-Za-z_-]{1,64}")
 
 
 def model_payload(entry: CatalogEntry) -> dict:
@@ -47,19 +49,34 @@ def model_payload(entry: CatalogEntry) -> dict:
     }
 
 
-@api_endpoint("GET")
+def anthropic_model_payload(entry: CatalogEntry) -> dict:
+    """Anthropic's model object (Claude Code's model discovery reads `id` and `display_name`)."""
+    return {"type": "model", "id": entry.spec.public_id, "display_name": f"Claude {entry.tier}",
+            "created_at": datetime.fromtimestamp(entry.created, UTC).isoformat().replace("+00:00", "Z")}
+
+
+def speaks_anthropic(request) -> bool:
+    return "anthropic-version" in request.headers
+
+
+@api_endpoint("GET", errors=error_shape)
 async def models_list(request, key):
-    catalog = await get_catalog()
-    return json_response({"object": "list", "data": [model_payload(e) for e in catalog.entries if visible_to(e, key)]})
+    """OpenAI's list, or Anthropic's when the request carries `anthropic-version`."""
+    entries = [e for e in (await get_catalog()).entries if visible_to(e, key)]
+    if not speaks_anthropic(request):
+        return json_response({"object": "list", "data": [model_payload(e) for e in entries]})
+    data = [anthropic_model_payload(e) for e in entries]
+    return json_response({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                          "last_id": data[-1]["id"] if data else None})
 
 
-@api_endpoint("GET")
+@api_endpoint("GET", errors=error_shape)
 async def model_detail(request, key):
     model_id = request.path.split("/models/", 1)[1]
     entry = (await get_catalog()).resolve(model_id)
     if entry is None or not visible_to(entry, key):
         raise model_not_found(model_id)
-    return json_response(model_payload(entry))
+    return json_response(anthropic_model_payload(entry) if speaks_anthropic(request) else model_payload(entry))
 
 
 @api_endpoint("GET")

@@ -1,4 +1,4 @@
-"""The official openai npm package works unchanged against the gateway."""
+"""The official openai and Anthropic npm packages work unchanged against the gateway."""
 import os
 import shutil
 import subprocess
@@ -16,3 +16,13 @@ def test_openai_node_sdk_smoke(live):
     result = subprocess.run(["node", "smoke.mjs"], cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "node smoke: ok" in result.stdout
+
+
+def test_anthropic_node_sdk_smoke(live):
+    if shutil.which("node") is None or not (NODE_DIR / "node_modules" / "@anthropic-ai" / "sdk").exists():
+        pytest.skip("needs node and `npm install` in tests/node (make test and CI do it)")
+    env = {**os.environ, "TOKENHUB_ROOT": live.url, "TOKENHUB_KEY": live.key}
+    result = subprocess.run(["node", "anthropic_smoke.mjs"], cwd=NODE_DIR, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "anthropic node smoke: ok" in result.stdout

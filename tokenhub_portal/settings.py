@@ -127,6 +127,9 @@ ANTHROPIC_TIMEOUT = env_int("ANTHROPIC_TIMEOUT", 600, minimum=1)
 ANTHROPIC_MAX_RETRIES = env_int("ANTHROPIC_MAX_RETRIES", 2, minimum=0)
 UPSTREAM_TRANSPORT = env_choice("UPSTREAM_TRANSPORT", "aiohttp", ("aiohttp", "httpx"))
 API_MOUNTS = ("/api/v1", "/v1")
+# During a /messages stream, a ping goes out after this many seconds without a byte
+# (Claude Code gives up on a connection silent for about 20 s while the model thinks).
+STREAM_KEEPALIVE_SECONDS = env_int("STREAM_KEEPALIVE_SECONDS", 15, minimum=1)
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 32 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 # Prompt/completion text is not stored unless an operator turns this on.

@@ -6,7 +6,7 @@ import orjson
 from proxy.api import error_response
 from proxy.asgi import ApiRequest, Response
 from proxy.auth import KeyInfo
-from proxy.catalog import CatalogEntry, model_not_found, successor_hint
+from proxy.catalog import Catalog, CatalogEntry, model_not_found, successor_hint
 from proxy.errors import GatewayError
 from proxy.pipeline import Call, CallPlan, Rendered, endpoint
 from proxy.translation import (
@@ -23,12 +23,13 @@ from proxy.upstream import UpstreamHTTPError
 class ChatCompletions:
     api = "chat.completions"
     id_prefix = "chatcmpl-"
+    keepalive = None
 
     def error_response(self, err: GatewayError, headers: dict[str, str] | None = None) -> Response:
         return error_response(err, headers)
 
-    def unknown_model(self, name: str, key: KeyInfo) -> GatewayError:
-        return model_not_found(name)
+    def unknown_model(self, name: str, key: KeyInfo, catalog: Catalog, exists: bool) -> GatewayError:
+        return model_not_found(name)  # the same answer either way: a key's allow-list is not disclosed
 
     def plan(self, body: dict, entry: CatalogEntry, requested_model: str, request: ApiRequest) -> CallPlan:
         t = translate_request(body, entry.spec, requested_model=requested_model)
