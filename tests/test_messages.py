@@ -157,6 +157,7 @@ def test_client_disconnect_mid_stream_bills_what_was_delivered(live):
     record = wait_until(lambda: RequestRecord.objects.filter(generation_id=generation_id).first())
     assert record.status == "cancelled" and record.output_estimated and record.api == "messages"
     assert deltas <= record.output_tokens < 200
+    assert record.latency_ms < 3000  # upstream was closed at once, not drained (200 words × 20 ms = 4 s)
     assert live.charge_of(generation_id).amount == exact_cost(record) > 0
 
 
