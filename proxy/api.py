@@ -11,6 +11,7 @@ import orjson
 from .asgi import ApiRequest, Response
 from .auth import authenticate
 from .errors import GatewayError
+from .runtime import current
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def api_endpoint(*methods: str, errors: Callable[[ApiRequest], ErrorShape] | Non
             try:
                 if request.method not in methods:
                     raise GatewayError(405, f"Method {request.method} is not allowed here.", code="method_not_allowed")
-                key = await authenticate(request.headers)
+                key = await authenticate(current().keys, request.headers)
                 return await handler(request, key)
             except GatewayError as err:
                 return error_response(err)

@@ -111,17 +111,18 @@ def successor_hint(entry: CatalogEntry | None) -> str | None:
             f"use `{entry.successor}` instead.")
 
 
-_snapshot: tuple[float, Catalog] | None = None
+class CatalogCache:
+    """This process's snapshot of the catalog (one per Runtime)."""
 
+    def __init__(self) -> None:
+        self._snapshot: tuple[float, Catalog] | None = None
 
-async def get_catalog() -> Catalog:
-    global _snapshot
-    now = time.monotonic()
-    if _snapshot is None or _snapshot[0] <= now:
-        _snapshot = (now + CATALOG_SECONDS, await sync_to_async(load_catalog)())
-    return _snapshot[1]
+    async def get(self) -> Catalog:
+        now = time.monotonic()
+        snapshot = self._snapshot
+        if snapshot is None or snapshot[0] <= now:
+            self._snapshot = snapshot = (now + CATALOG_SECONDS, await sync_to_async(load_catalog)())
+        return snapshot[1]
 
-
-def invalidate_catalog() -> None:
-    global _snapshot
-    _snapshot = None
+    def invalidate(self) -> None:
+        self._snapshot = None

@@ -32,10 +32,10 @@ from . import limits, metrics, upstream
 from .api import internal_error, parse_json_object
 from .asgi import ApiRequest, Response, StreamResponse, read_body
 from .auth import KeyInfo, authenticate
-from .catalog import Catalog, CatalogEntry, get_catalog, visible_to
+from .catalog import Catalog, CatalogEntry, visible_to
 from .errors import GatewayError
-from .recorder import writer
 from .reservation import estimate_input_tokens_upper_bound, worst_case_cost
+from .runtime import Runtime, current
 from .sse import iter_events
 from .translation.usage import StreamMeter, Usage, normalize_usage
 
@@ -99,6 +99,7 @@ class Call:
 
     key: KeyInfo
     protocol: WireProtocol
+    runtime: Runtime
     generation_id: str = ""
     started: float = field(default_factory=time.perf_counter)
     created: datetime = field(default_factory=timezone.now)
@@ -156,25 +157,27 @@ class Call:
         if settings.STORE_CONTENT and plan is not None:
             fields["prompt"] = plan.payload.get("messages")
             fields["completion"] = _text(completion, len(completion))
-        await writer.write(fields)
+        await self.runtime.writer.write(fields)
         billed = status in ("success", "cancelled")
         billed_cost = self.cost(usage) if billed else None
         metrics.observe(self.entry.spec.public_id if self.entry else "unknown", fields, billed_cost)
         if self.reservation is not None:
-            limits.settle_soon(self.reservation, billed_cost or Decimal(0), usage.total_tokens if billed else 0)
+            limits.settle_soon(self.runtime.limits, self.reservation, billed_cost or Decimal(0),
+                               usage.total_tokens if billed else 0)
 
 
 def endpoint(protocol: WireProtocol):
     """The ASGI-router handler of one front door."""
 
     async def handle(request: ApiRequest) -> Response | StreamResponse:
+        runtime = current()
         try:
             if request.method != "POST":
                 raise GatewayError(405, f"Method {request.method} is not allowed here.", code="method_not_allowed")
-            key = await authenticate(request.headers)
+            key = await authenticate(runtime.keys, request.headers)
         except GatewayError as err:
             return protocol.error_response(err)
-        call = Call(key=key, protocol=protocol)
+        call = Call(key=key, protocol=protocol, runtime=runtime)
         try:
             return await _run(call, request)
         except Exception as exc:  # every call is recorded, failures too
@@ -193,7 +196,7 @@ async def _run(call: Call, request: ApiRequest) -> Response | StreamResponse:
     if not isinstance(model, str) or not model:
         raise GatewayError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     call.requested_model = model
-    catalog = await get_catalog()
+    catalog = await call.runtime.catalog.get()
     entry = catalog.resolve(model)
     if entry is None or not visible_to(entry, call.key):
         raise call.protocol.unknown_model(model, call.key, catalog, entry is not None)
@@ -214,13 +217,13 @@ async def _reserve(call: Call) -> None:
     input_bound = estimate_input_tokens_upper_bound(plan.payload)
     price = call.entry.price_at(call.created)
     worst = worst_case_cost(price, input_bound, plan.max_tokens) if price else Decimal(0)
-    call.reservation = await limits.reserve(call.key, call.generation_id, call.created, worst,
-                                            input_bound + plan.max_tokens)
+    call.reservation = await limits.reserve(call.runtime.limits, call.key, call.generation_id, call.created,
+                                            worst, input_bound + plan.max_tokens)
 
 
 async def _open_upstream(call: Call, payload: bytes, plan: CallPlan) -> httpx.Response:
     try:
-        response = await upstream.open_messages(payload, plan.upstream_headers, plan.upstream_path)
+        response = await call.runtime.upstream.open_messages(payload, plan.upstream_headers, plan.upstream_path)
     except upstream.UpstreamHTTPError as exc:
         metrics.upstream_error(exc.status)
         call.upstream_request_id = exc.headers.get("request-id", "")

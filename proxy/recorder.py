@@ -171,5 +171,3 @@ def price_now() -> None:
     except Exception:  # the next batch (or the beat task, with a broker) retries
         log.warning("pricing failed", exc_info=True)
 
-
-writer = RecordWriter()

@@ -9,6 +9,7 @@ from billing.selectors import ledger_spend, month_bounds
 
 from . import limits
 from .auth import KeyInfo
+from .runtime import current
 
 
 def _money(value):
@@ -16,7 +17,7 @@ def _money(value):
 
 
 async def _reserved(counter: limits.Counter):
-    standing = await limits.standing(counter)
+    standing = await limits.standing(current().limits, counter)
     return from_units(standing[1]) if standing else None
 
 

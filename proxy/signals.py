@@ -7,8 +7,23 @@ from django.dispatch import receiver
 from billing.models import CreditEntry, Model, Price
 from tokenhub_portal.accounts.models import ApiKey, Team
 
-from . import limits
-from .auth import ALL_KEYS, broadcast_catalog_change, broadcast_key_change, forget
+from . import changes, limits
+from .auth import ALL_KEYS
+from .runtime import current
+
+
+def broadcast_key_change(key_hash: str = ALL_KEYS) -> None:
+    """Tell every gateway process to drop a key (or, with ALL_KEYS, every key: a team's
+    budget changed) from its cache."""
+    current().keys.forget(key_hash)
+    changes.publish(key_hash)
+
+
+def broadcast_catalog_change() -> None:
+    """Every gateway process reloads the model/price table (a new price takes effect at
+    once, so the cost in responses and limits matches the charge)."""
+    current().catalog.invalidate()
+    changes.publish(changes.CATALOG)
 
 
 @receiver(post_save, sender=ApiKey)
@@ -16,7 +31,7 @@ def key_saved(sender, instance: ApiKey, created: bool, **kwargs) -> None:
     if created:
         return  # nothing cached yet
     key_hash, key_id = instance.key_hash, instance.pk
-    forget(key_hash)  # this process at once; every process again once the change is committed
+    current().keys.forget(key_hash)  # this process at once; every process again once the change is committed
 
     def publish() -> None:
         broadcast_key_change(key_hash)

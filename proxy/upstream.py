@@ -26,9 +26,6 @@ class UpstreamHTTPError(Exception):
         self.headers = headers
 
 
-_client: httpx.AsyncClient | None = None
-
-
 def _transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
     """httpx is the client API; underneath, aiohttp's C-accelerated HTTP/1.1 costs a
     fraction of httpcore's CPU per request (see README, Benchmark)."""
@@ -37,31 +34,6 @@ def _transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
 
         return AiohttpTransport(limits=limits)
     return httpx.AsyncHTTPTransport(limits=limits)
-
-
-def client() -> httpx.AsyncClient:
-    global _client
-    if _client is None or _client.is_closed:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30)
-        _client = httpx.AsyncClient(
-            base_url=settings.ANTHROPIC_BASE_URL,
-            timeout=httpx.Timeout(settings.ANTHROPIC_TIMEOUT),
-            transport=_transport(limits),
-            headers={
-                "x-api-key": settings.ANTHROPIC_API_KEY or "",
-                "anthropic-version": settings.ANTHROPIC_VERSION,
-                "content-type": "application/json",
-                "user-agent": "tokenhub",
-            },
-        )
-    return _client
-
-
-async def close() -> None:
-    global _client
-    if _client is not None:
-        await _client.aclose()
-        _client = None
 
 
 def _retry_delay(attempt: int, headers: httpx.Headers | None) -> float:
@@ -76,38 +48,65 @@ def _retry_delay(attempt: int, headers: httpx.Headers | None) -> float:
     return min(0.25 * 2**attempt, MAX_RETRY_AFTER) * (1 - 0.25 * random.random())
 
 
-async def open_messages(body: bytes, extra_headers: dict[str, str] | None = None,
-                        path: str = "/v1/messages") -> httpx.Response:
-    """POST /v1/messages (or `path`) and return the response with its body unread (status < 400).
+class Upstream:
+    """The process's connection pool to Anthropic (one per Runtime), opened on first use."""
 
-    Transient failures (connection errors, 408/409/429/5xx/529) are retried up to
-    ANTHROPIC_MAX_RETRIES times with jittered backoff, honouring a short Retry-After;
-    nothing has reached the client yet, so a retry is invisible to it."""
-    http = client()
-    attempts = settings.ANTHROPIC_MAX_RETRIES + 1
-    for attempt in range(attempts):
-        last = attempt == attempts - 1
-        request = http.build_request("POST", path, content=body, headers=extra_headers)
-        try:
-            response = await http.send(request, stream=True)
-        except httpx.TimeoutException:
-            if last:
-                raise GatewayError(504, "Timed out connecting to the upstream model provider.",
-                                   type="server_error", code="upstream_timeout") from None
-            await asyncio.sleep(_retry_delay(attempt, None))
-            continue
-        except httpx.TransportError as exc:
-            if last:
-                raise GatewayError(502, f"Could not reach the upstream model provider ({type(exc).__name__}).",
-                                   type="server_error", code="upstream_unreachable") from None
-            await asyncio.sleep(_retry_delay(attempt, None))
-            continue
-        if response.status_code < 400:
-            return response
-        payload = await response.aread()
-        await response.aclose()
-        if last or response.status_code not in RETRYABLE_STATUSES:
-            raise UpstreamHTTPError(response.status_code, payload, response.headers)
-        log.info("upstream %s, retrying (attempt %d)", response.status_code, attempt + 1)
-        await asyncio.sleep(_retry_delay(attempt, response.headers))
-    raise AssertionError("unreachable")
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            limits = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30)
+            self._client = httpx.AsyncClient(
+                base_url=settings.ANTHROPIC_BASE_URL,
+                timeout=httpx.Timeout(settings.ANTHROPIC_TIMEOUT),
+                transport=_transport(limits),
+                headers={
+                    "x-api-key": settings.ANTHROPIC_API_KEY or "",
+                    "anthropic-version": settings.ANTHROPIC_VERSION,
+                    "content-type": "application/json",
+                    "user-agent": "tokenhub",
+                },
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def open_messages(self, body: bytes, extra_headers: dict[str, str] | None = None,
+                            path: str = "/v1/messages") -> httpx.Response:
+        """POST /v1/messages (or `path`) and return the response with its body unread (status < 400).
+
+        Transient failures (connection errors, 408/409/429/5xx/529) are retried up to
+        ANTHROPIC_MAX_RETRIES times with jittered backoff, honouring a short Retry-After;
+        nothing has reached the client yet, so a retry is invisible to it."""
+        http = self.client()
+        attempts = settings.ANTHROPIC_MAX_RETRIES + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            request = http.build_request("POST", path, content=body, headers=extra_headers)
+            try:
+                response = await http.send(request, stream=True)
+            except httpx.TimeoutException:
+                if last:
+                    raise GatewayError(504, "Timed out connecting to the upstream model provider.",
+                                       type="server_error", code="upstream_timeout") from None
+                await asyncio.sleep(_retry_delay(attempt, None))
+                continue
+            except httpx.TransportError as exc:
+                if last:
+                    raise GatewayError(502, f"Could not reach the upstream model provider ({type(exc).__name__}).",
+                                       type="server_error", code="upstream_unreachable") from None
+                await asyncio.sleep(_retry_delay(attempt, None))
+                continue
+            if response.status_code < 400:
+                return response
+            payload = await response.aread()
+            await response.aclose()
+            if last or response.status_code not in RETRYABLE_STATUSES:
+                raise UpstreamHTTPError(response.status_code, payload, response.headers)
+            log.info("upstream %s, retrying (attempt %d)", response.status_code, attempt + 1)
+            await asyncio.sleep(_retry_delay(attempt, response.headers))
+        raise AssertionError("unreachable")

@@ -10,9 +10,10 @@ from billing.pricing import format_usd
 
 from . import selectors
 from .api import api_endpoint, json_response
-from .catalog import CatalogEntry, get_catalog, model_not_found, visible_to
+from .catalog import CatalogEntry, model_not_found, visible_to
 from .errors import GatewayError
 from .protocols.messages import error_shape
+from .runtime import current
 
 GENERATION_ID = re.compile(r"(chatcmpl-|gen-|resp_)[0-9A-Za-z_-]{1,64}")
 
@@ -62,7 +63,7 @@ def speaks_anthropic(request) -> bool:
 @api_endpoint("GET", errors=error_shape)
 async def models_list(request, key):
     """OpenAI's list, or Anthropic's when the request carries `anthropic-version`."""
-    entries = [e for e in (await get_catalog()).entries if visible_to(e, key)]
+    entries = [e for e in (await current().catalog.get()).entries if visible_to(e, key)]
     if not speaks_anthropic(request):
         return json_response({"object": "list", "data": [model_payload(e) for e in entries]})
     data = [anthropic_model_payload(e) for e in entries]
@@ -73,7 +74,7 @@ async def models_list(request, key):
 @api_endpoint("GET", errors=error_shape)
 async def model_detail(request, key):
     model_id = request.path.split("/models/", 1)[1]
-    entry = (await get_catalog()).resolve(model_id)
+    entry = (await current().catalog.get()).resolve(model_id)
     if entry is None or not visible_to(entry, key):
         raise model_not_found(model_id)
     return json_response(anthropic_model_payload(entry) if speaks_anthropic(request) else model_payload(entry))

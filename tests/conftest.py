@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 
 from billing.models import Model, Price, RequestRecord
 from billing.seed import load_seed
-from proxy import auth, catalog
+from proxy import runtime
 from tokenhub_portal.accounts.models import Team
 from tokenhub_portal.web.services import issue_key
 
@@ -22,12 +22,11 @@ METRICS_TOKEN = "test-metrics-token"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_process_caches():
-    auth.forget()
-    catalog.invalidate_catalog()
+def _fresh_runtime():
+    """Each test gets a process runtime of its own: empty caches, a new limits store."""
+    runtime.install(runtime.Runtime())
     yield
-    auth.forget()
-    catalog.invalidate_catalog()
+    runtime.install(runtime.Runtime())
 
 
 @pytest.fixture

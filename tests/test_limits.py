@@ -14,10 +14,11 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.models import Charge, RequestRecord
+from billing.pricing import to_units
 from billing.services import add_credit
 from billing.tasks import price_finished_requests
 from proxy import limits
-from proxy.auth import lookup
+from proxy.runtime import current
 from tokenhub_portal.accounts.models import Team
 
 from .conftest import wait_until
@@ -55,10 +56,11 @@ def settled_charges(**owner) -> Decimal:
 
 def no_dangling_reservations(counter: limits.Counter) -> None:
     async def check():
-        client = limits.redis_client()
+        store = current().limits
+        client = store.client()
         assert await client.zcard(limits.RESERVATION_INDEX) == 0
         assert int(await client.get(counter.reserved_key) or 0) == 0
-        await limits.close()
+        await store.close()
 
     if settings.REDIS_URL:  # the fallback's state lives inside the gateway process
         async_to_sync(check)()
@@ -209,36 +211,38 @@ def test_rebuild_does_not_land_over_a_concurrent_settle(db, seeded, make_key):
     counter = limits.Counter("key", issued.api_key.pk, limits.billing_month(timezone.now()), 0)
 
     async def scenario():
-        client = limits.redis_client()
+        store = current().limits
+        client = store.client()
         await client.delete(counter.value_key, counter.version_key)
         stale_version = await client.get(counter.version_key)
         await client.incr(counter.version_key)  # a settle happened meanwhile
-        landed = await limits._scripts["init"](keys=[counter.value_key, counter.version_key],
+        landed = await store.scripts["init"](keys=[counter.value_key, counter.version_key],
                                                args=[(stale_version or b"").decode(), 0, 60, "nx"])
         assert landed == 0 and await client.get(counter.value_key) is None
-        assert await limits.rebuild(counter)
+        assert await limits.rebuild(store, counter)
         await client.delete(counter.value_key, counter.version_key)
-        await limits.close()
+        await store.close()
 
     async_to_sync(scenario)()
 
 
 def test_reservations_of_a_dead_process_are_released(db, seeded, make_key):
     issued = make_key(monthly_limit=Decimal("1"))
-    key = async_to_sync(lookup)(issued.api_key.key_hash)
+    key = async_to_sync(current().keys.lookup)(issued.api_key.key_hash)
     counter = limits.counters_for(key, timezone.now())[0]
 
     async def scenario():
-        reservation = await limits.reserve(key, "chatcmpl-dead", timezone.now(), Decimal("0.25"), 100)
-        client = limits.redis_client()
-        assert int(await client.get(counter.reserved_key)) == limits.to_units(Decimal("0.25"))
+        store = current().limits
+        reservation = await limits.reserve(store, key, "chatcmpl-dead", timezone.now(), Decimal("0.25"), 100)
+        client = store.client()
+        assert int(await client.get(counter.reserved_key)) == to_units(Decimal("0.25"))
         assert reservation is not None
         # the process dies: no settle. Later the reaper runs past the expiry.
         await client.zadd(limits.RESERVATION_INDEX, {"chatcmpl-dead": 0})
-        assert await limits.reap_expired() == 1
+        assert await limits.reap_expired(store) == 1
         assert int(await client.get(counter.reserved_key)) == 0
         await client.delete(counter.value_key, counter.reserved_key, counter.version_key)
-        await limits.close()
+        await store.close()
 
     async_to_sync(scenario)()
 
@@ -255,28 +259,29 @@ def live_key_info():
 
 def test_queued_settles_land_even_after_redis_forgot_the_script(db, seeded, make_key):
     issued = make_key(monthly_limit=Decimal("1"))
-    key = async_to_sync(lookup)(issued.api_key.key_hash)
+    key = async_to_sync(current().keys.lookup)(issued.api_key.key_hash)
     counter = limits.counters_for(key, timezone.now())[0]
 
     async def scenario():
-        client = limits.redis_client()
-        held = [await limits.reserve(key, f"chatcmpl-q{i}", timezone.now(), Decimal("0.01"), 10) for i in range(3)]
-        assert int(await client.get(counter.reserved_key)) == 3 * limits.to_units(Decimal("0.01"))
+        store = current().limits
+        client = store.client()
+        held = [await limits.reserve(store, key, f"chatcmpl-q{i}", timezone.now(), Decimal("0.01"), 10) for i in range(3)]
+        assert int(await client.get(counter.reserved_key)) == 3 * to_units(Decimal("0.01"))
         await client.script_flush()  # as after a Redis restart with persistence
         for reservation in held:
-            limits.settle_soon(reservation, Decimal("0.002"), 5)
-        await limits.drain()
+            limits.settle_soon(store, reservation, Decimal("0.002"), 5)
+        await limits.drain(store)
         assert int(await client.get(counter.reserved_key)) == 0
-        assert int(await client.get(counter.value_key)) == 3 * limits.to_units(Decimal("0.002"))
+        assert int(await client.get(counter.value_key)) == 3 * to_units(Decimal("0.002"))
         await client.delete(counter.value_key, counter.reserved_key, counter.version_key)
-        await limits.close()
+        await store.close()
 
     async_to_sync(scenario)()
 
 
 def _limited_key(make_key, limit="1"):
     issued = make_key(monthly_limit=Decimal(limit))
-    key = async_to_sync(lookup)(issued.api_key.key_hash)
+    key = async_to_sync(current().keys.lookup)(issued.api_key.key_hash)
     return issued, key, limits.counters_for(key, timezone.now())[0]
 
 
@@ -286,18 +291,20 @@ def test_rebuild_leaves_out_requests_whose_settle_is_still_to_come(db, seeded, m
     issued, key, counter = _limited_key(make_key)
 
     async def scenario():
-        return await limits.reserve(key, "chatcmpl-pending1", timezone.now(), Decimal("0.01"), 10)
+        store = current().limits
+        return await limits.reserve(store, key, "chatcmpl-pending1", timezone.now(), Decimal("0.01"), 10)
 
     async def finish(reservation):
-        client = limits.redis_client()
+        store = current().limits
+        client = store.client()
         await client.delete(counter.value_key)      # e.g. a top-up made every counter rebuild
-        assert await limits.rebuild(counter)
+        assert await limits.rebuild(store, counter)
         assert int(await client.get(counter.value_key)) == 0  # the pending request is left out
-        limits.settle_soon(reservation, Decimal("0.003"), 10)
-        await limits.drain()
-        assert int(await client.get(counter.value_key)) == limits.to_units(Decimal("0.003"))
+        limits.settle_soon(store, reservation, Decimal("0.003"), 10)
+        await limits.drain(store)
+        assert int(await client.get(counter.value_key)) == to_units(Decimal("0.003"))
         await client.delete(counter.value_key, counter.reserved_key, counter.version_key)
-        await limits.close()
+        await store.close()
 
     reservation = async_to_sync(scenario)()
     # its record is committed (cost $0.003 at sonnet prices: 1000 input tokens × $3/M)
@@ -309,14 +316,15 @@ def test_a_settle_that_lost_its_reservation_makes_the_counter_rebuild(db, seeded
     issued, key, counter = _limited_key(make_key)
 
     async def scenario():
-        client = limits.redis_client()
-        reservation = await limits.reserve(key, "chatcmpl-lost1", timezone.now(), Decimal("0.01"), 10)
+        store = current().limits
+        client = store.client()
+        reservation = await limits.reserve(store, key, "chatcmpl-lost1", timezone.now(), Decimal("0.01"), 10)
         await client.delete(reservation.key)  # reaped or flushed away
-        limits.settle_soon(reservation, Decimal("0.004"), 10)
-        await limits.drain()
+        limits.settle_soon(store, reservation, Decimal("0.004"), 10)
+        await limits.drain(store)
         assert await client.get(counter.value_key) is None  # the ledger decides next time
         await client.delete(counter.reserved_key, counter.version_key)
-        await limits.close()
+        await store.close()
 
     async_to_sync(scenario)()
 
@@ -325,16 +333,17 @@ def test_running_requests_keep_their_reservations(db, seeded, make_key):
     issued, key, counter = _limited_key(make_key)
 
     async def scenario():
-        client = limits.redis_client()
-        reservation = await limits.reserve(key, "chatcmpl-long1", timezone.now(), Decimal("0.01"), 10)
+        store = current().limits
+        client = store.client()
+        reservation = await limits.reserve(store, key, "chatcmpl-long1", timezone.now(), Decimal("0.01"), 10)
         await client.zadd(limits.RESERVATION_INDEX, {"chatcmpl-long1": 0})  # as if its time were up
-        await limits.renew_live()  # this process still runs the request
-        assert await limits.reap_expired() == 0
-        assert int(await client.get(counter.reserved_key)) == limits.to_units(Decimal("0.01"))
-        limits.settle_soon(reservation, Decimal("0.001"), 5)
-        await limits.drain()
-        assert int(await client.get(counter.reserved_key)) == 0 and "chatcmpl-long1" not in limits._live
+        await limits.renew_live(store)  # this process still runs the request
+        assert await limits.reap_expired(store) == 0
+        assert int(await client.get(counter.reserved_key)) == to_units(Decimal("0.01"))
+        limits.settle_soon(store, reservation, Decimal("0.001"), 5)
+        await limits.drain(store)
+        assert int(await client.get(counter.reserved_key)) == 0 and "chatcmpl-long1" not in store.live
         await client.delete(counter.value_key, counter.version_key)
-        await limits.close()
+        await store.close()
 
     async_to_sync(scenario)()

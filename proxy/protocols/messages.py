@@ -12,13 +12,13 @@ from __future__ import annotations
 import orjson
 from django.conf import settings
 
-from proxy import upstream
 from proxy.api import api_endpoint, openai_error_response, parse_json_object
 from proxy.asgi import ApiRequest, Response, read_body
 from proxy.auth import KeyInfo
-from proxy.catalog import Catalog, CatalogEntry, get_catalog, visible_to
+from proxy.catalog import Catalog, CatalogEntry, visible_to
 from proxy.errors import GatewayError, invalid
 from proxy.pipeline import Call, CallPlan, Rendered, endpoint
+from proxy.runtime import current
 from proxy.translation import StreamMeter, Usage
 from proxy.upstream import UpstreamHTTPError
 
@@ -142,7 +142,8 @@ async def count_tokens(request: ApiRequest, key: KeyInfo) -> Response:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model: Field required.", "model")
-    catalog = await get_catalog()
+    runtime = current()
+    catalog = await runtime.catalog.get()
     entry = catalog.resolve(model)
     if entry is None or not visible_to(entry, key):
         raise MESSAGES.unknown_model(model, key, catalog, entry is not None)
@@ -150,8 +151,8 @@ async def count_tokens(request: ApiRequest, key: KeyInfo) -> Response:
         raise invalid("messages: Field required (an array of messages).", "messages")
     body["model"] = entry.spec.upstream_id
     try:
-        response = await upstream.open_messages(orjson.dumps(body), upstream_headers(request),
-                                                upstream_path("/v1/messages/count_tokens", request))
+        response = await runtime.upstream.open_messages(orjson.dumps(body), upstream_headers(request),
+                                                        upstream_path("/v1/messages/count_tokens", request))
     except UpstreamHTTPError as exc:
         raise UpstreamAnswer(exc.status, exc.body, exc.headers) from None
     try:
