@@ -5,6 +5,8 @@ from django.db import models
 
 from tokenhub_portal.accounts.models import ApiKey, Team
 
+from .tokens import TokenCounts
+
 # Charges are kept to 1e-10 USD: a single cache-read token of the cheapest model
 # (0.80/1M × 0.1 = 8e-8) is represented exactly, with headroom for editable multipliers.
 MONEY = {"max_digits": 24, "decimal_places": 10}
@@ -126,6 +128,10 @@ class RequestRecord(models.Model):
     @property
     def billable(self) -> bool:
         return self.status in (self.Status.SUCCESS, self.Status.CANCELLED)
+
+    @property
+    def tokens(self) -> TokenCounts:
+        return TokenCounts.from_columns(self)
 
 
 class Charge(models.Model):

@@ -7,8 +7,12 @@ with prices per 1M tokens. Decimal throughout; the result is exact to 1e-10 USD.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
+from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
-from typing import Protocol
+from operator import attrgetter
+from typing import Protocol, TypeVar
 
 from .tokens import TokenCounts
 
@@ -22,6 +26,24 @@ class PriceTerms(Protocol):
     cache_write_5m_multiplier: Decimal
     cache_write_1h_multiplier: Decimal
     cache_read_multiplier: Decimal
+
+
+class PriceVersion(Protocol):
+    effective_from: datetime
+
+
+V = TypeVar("V", bound=PriceVersion)
+
+
+def in_force(versions: Sequence[V], when: datetime) -> V | None:
+    """The price in force at `when`: the latest version effective at or before it
+    (`versions` ascending by effective_from). The one rule, for the catalog's in-memory
+    snapshot and for the database's price rows alike."""
+    i = bisect_right(versions, when, key=_EFFECTIVE_FROM)
+    return versions[i - 1] if i else None
+
+
+_EFFECTIVE_FROM = attrgetter("effective_from")
 
 
 def compute_cost(price: PriceTerms, tokens: TokenCounts) -> Decimal:

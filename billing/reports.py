@@ -3,64 +3,31 @@ model and per key: requests, tokens by class, cost.
 
 Two sources give the same numbers: the ledger (Charges joined to their records — what a
 stored, final statement is computed from, so regenerating it is reproducible to the
-1e-10 USD) and the hourly roll-ups (what the portal reads for the running month, fast at
-millions of records). Both sum the same exact Decimals.
+1e-10 USD) and billing.selectors.usage (the hourly roll-ups plus the live tail: what the
+portal reads for the running month, fast at millions of records, and the same figures
+as the dashboard and /key). Both sum the same exact Decimals.
 """
 from __future__ import annotations
 
 import csv
 import io
-import re
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from tokenhub_portal.accounts.models import ApiKey, Team
 
-from .models import Charge, Model, MonthlyStatement, UsageRollup
+from .models import Charge, Model, MonthlyStatement
+from .months import current_month, month_bounds
 from .pricing import COST_QUANTUM
-from .rollups import TOKEN_FIELDS, ledger_aggregates, summed, totals_by
-from .selectors import month_start
+from .rollups import ledger_aggregates, summed
+from .selectors import usage
+from .tokens import COLUMNS, TokenCounts
 
-MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-CSV_COLUMNS = ["section", "model", "key", "key_name", "requests", "errors", *TOKEN_FIELDS, "cost_usd"]
-
-
-class BadMonth(ValueError):
-    pass
-
-
-def parse_month(text: str) -> date:
-    m = MONTH_RE.match(text or "")
-    if not m:
-        raise BadMonth(f"{text!r} is not a month (YYYY-MM)")
-    return date(int(m.group(1)), int(m.group(2)), 1)
-
-
-def month_bounds(month: date) -> tuple[datetime, datetime]:
-    """[start, end) of a calendar month in the billing time zone, as aware datetimes."""
-    tz = ZoneInfo(settings.BILLING_TIME_ZONE)
-    start = datetime(month.year, month.month, 1, tzinfo=tz)
-    nxt = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
-    return start, datetime(nxt.year, nxt.month, 1, tzinfo=tz)
-
-
-def current_month(now: datetime | None = None) -> date:
-    return month_start(now).date()
-
-
-def last_closed_month(now: datetime | None = None) -> date:
-    return month_start(month_start(now) - timedelta(days=1)).date()
-
-
-def shift_month(month: date, delta: int) -> date:
-    index = month.year * 12 + month.month - 1 + delta
-    return date(index // 12, index % 12 + 1, 1)
+CSV_COLUMNS = ["section", "model", "key", "key_name", "requests", "errors", *COLUMNS, "cost_usd"]
 
 
 @dataclass
@@ -70,20 +37,18 @@ class Line:
     key_name: str = ""
     requests: int = 0
     errors: int = 0
-    input_tokens: int = 0
-    cache_write_5m_tokens: int = 0
-    cache_write_1h_tokens: int = 0
-    cache_read_tokens: int = 0
-    output_tokens: int = 0
+    tokens: TokenCounts = TokenCounts()
     cost: Decimal = Decimal(0)
 
     @property
     def total_tokens(self) -> int:
-        return sum(getattr(self, f) for f in TOKEN_FIELDS)
+        return self.tokens.total_tokens
 
     def add(self, other: Line) -> None:
-        for f in ("requests", "errors", *TOKEN_FIELDS, "cost"):
-            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.requests += other.requests
+        self.errors += other.errors
+        self.tokens += other.tokens
+        self.cost += other.cost
 
 
 @dataclass
@@ -96,7 +61,6 @@ class Statement:
     source: str            # "ledger" (stored/final) or "rollups" (live)
     generated_at: datetime
     final: bool = False
-    extra: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -108,9 +72,8 @@ class Statement:
 
 
 def _line(row: dict, **labels) -> Line:
-    return Line(requests=row["requests"] or 0, errors=row["errors"] or 0,
-                cost=(row["cost"] or Decimal(0)).quantize(COST_QUANTUM),
-                **{f: row[f] or 0 for f in TOKEN_FIELDS}, **labels)
+    return Line(requests=row["requests"] or 0, errors=row["errors"] or 0, tokens=TokenCounts.from_columns(row),
+                cost=(row["cost"] or Decimal(0)).quantize(COST_QUANTUM), **labels)
 
 
 def _build(team: Team, month: date, model_rows: list[dict], key_rows: list[dict], source: str) -> Statement:
@@ -136,22 +99,23 @@ def statement_from_ledger(team: Team, month: date) -> Statement:
                   summed(charges, ["api_key_id"], agg, "amount"), "ledger")
 
 
-def statement_from_rollups(team: Team, month: date) -> Statement:
+def statement_from_rollups(team: Team, month: date, now: datetime | None = None) -> Statement:
+    """The live statement: roll-ups plus the charges and pending requests they do not hold yet."""
     start, end = month_bounds(month)
-    rows = UsageRollup.objects.filter(team=team, hour__gte=start, hour__lt=end)
-    return _build(team, month, totals_by(rows, ["model_id"]), totals_by(rows, ["api_key_id"]), "rollups")
+    span = {"team_id": team.pk, "start": start, "end": end, "now": now}
+    return _build(team, month, usage(["model_id"], **span), usage(["api_key_id"], **span), "rollups")
 
 
 # --- stored statements -------------------------------------------------------------------
 
 def _line_json(line: Line) -> dict:
-    data = asdict(line)
-    data["cost"] = format(line.cost.quantize(COST_QUANTUM), "f")
-    return data
+    return {"model": line.model, "key": line.key, "key_name": line.key_name, "requests": line.requests,
+            "errors": line.errors, **line.tokens.columns(), "cost": format(line.cost.quantize(COST_QUANTUM), "f")}
 
 
 def _line_from_json(data: dict) -> Line:
-    return Line(**{**data, "cost": Decimal(data["cost"])})
+    return Line(model=data["model"], key=data["key"], key_name=data["key_name"], requests=data["requests"],
+                errors=data["errors"], tokens=TokenCounts.from_columns(data), cost=Decimal(data["cost"]))
 
 
 def generate_statement(team: Team, month: date) -> MonthlyStatement:
@@ -198,21 +162,7 @@ def statement_for(team: Team, month: date, now: datetime | None = None) -> State
     otherwise the live figures from the roll-ups (always, for the month in progress:
     a statement generated on demand mid-month would be stale at once)."""
     stored = stored_statement(team, month) if month < current_month(now) else None
-    return stored or statement_from_rollups(team, month)
-
-
-def available_months(team: Team, now: datetime | None = None, limit: int = 24) -> list[date]:
-    """Months with usage (from roll-ups) or a stored statement, newest first, plus the current month."""
-    current = current_month(now)
-    first = (UsageRollup.objects.filter(team=team).order_by("hour").values_list("hour", flat=True).first())
-    stored = set(MonthlyStatement.objects.filter(team=team).values_list("month", flat=True))
-    months = {current, *stored}
-    if first is not None:
-        m = max(current_month(first), shift_month(current, -limit))
-        while m <= current:
-            months.add(m)
-            m = shift_month(m, 1)
-    return sorted(months, reverse=True)[:limit]
+    return stored or statement_from_rollups(team, month, now)
 
 
 # --- CSV -----------------------------------------------------------------------------------
@@ -224,7 +174,7 @@ def _cell(text: str) -> str:
 
 def _csv_row(section: str, line: Line) -> list:
     return [section, line.model, line.key, _cell(line.key_name), line.requests, line.errors,
-            *(getattr(line, f) for f in TOKEN_FIELDS), format(line.cost.quantize(COST_QUANTUM), "f")]
+            *line.tokens, format(line.cost.quantize(COST_QUANTUM), "f")]
 
 
 def statement_csv(st: Statement) -> str:

@@ -10,7 +10,6 @@ second run waits for the lock, then recomputes the same hours to the same number
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,15 +19,13 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from .models import Charge, RollupState, UsageRollup
+from .tokens import COLUMNS
 
-UTC = UTC
 HOUR = timedelta(hours=1)
 STATE_NAME = "usage"
 # Charges are stamped `created` in the worker before their transaction commits; a run
 # looks this far behind its watermark so a slow commit is never missed.
 OVERLAP = timedelta(minutes=5)
-TOKEN_FIELDS = ("input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens",
-                "output_tokens")
 
 
 def summed(qs: QuerySet, group: list[str], aggregates: dict, money: str, money_alias: str = "cost") -> list[dict]:
@@ -61,13 +58,13 @@ def ledger_aggregates() -> dict:
     return {
         "requests": Count("id"),
         "errors": Count("id", filter=Q(request__status="error")),
-        **{f: Sum(f"request__{f}") for f in TOKEN_FIELDS},
+        **{f: Sum(f"request__{f}") for f in COLUMNS},
     }
 
 
 def rollup_aggregates() -> dict:
     """The same aggregates over UsageRollup rows."""
-    return {"requests": Sum("requests"), "errors": Sum("errors"), **{f: Sum(f) for f in TOKEN_FIELDS}}
+    return {"requests": Sum("requests"), "errors": Sum("errors"), **{f: Sum(f) for f in COLUMNS}}
 
 
 def _runs(hours: set[datetime]) -> list[tuple[datetime, datetime]]:
@@ -91,7 +88,7 @@ def recompute_range(start: datetime, end: datetime) -> int:
     UsageRollup.objects.bulk_create(
         (UsageRollup(team_id=r["team_id"], api_key_id=r["api_key_id"], model_id=r["model_id"], hour=r["bucket"],
                      requests=r["requests"], errors=r["errors"], cost=r["cost"] or Decimal(0),
-                     **{f: r[f] or 0 for f in TOKEN_FIELDS})
+                     **{f: r[f] or 0 for f in COLUMNS})
          for r in rows),
         batch_size=2000,
     )
@@ -142,10 +139,3 @@ def rebuild(since: datetime | None = None) -> int:
 def totals_by(qs: QuerySet, group: list[str]) -> list[dict]:
     """Sums of roll-up rows grouped by `group` (money exact)."""
     return summed(qs, group, rollup_aggregates(), "cost")
-
-
-def group_rows(rows: list[dict], key: str) -> dict:
-    out: dict = defaultdict(list)
-    for row in rows:
-        out[row[key]].append(row)
-    return out

@@ -1,57 +1,163 @@
+"""Billing reads: the price in force, the money figures every page and endpoint shows
+(spend of a key or team, a team's credit balance), and the exact ledger behind the
+gateway's limit counters."""
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
-from django.db.models import Sum
+from django.db.models import QuerySet
+from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
-from .models import Charge, CreditEntry, Model, Price, RequestRecord
-from .pricing import compute_cost, to_units
-from .tokens import TokenCounts
+from .models import Charge, CreditEntry, Model, Price, RequestRecord, UsageRollup
+from .months import billing_tz, current_month, month_bounds, month_start
+from .pricing import compute_cost, in_force, to_units
+from .rollups import HOUR, ledger_aggregates, rollup_aggregates, summed, summed_total
+from .tokens import COLUMNS
+
+# --- the price in force ----------------------------------------------------------------------
+
+class PriceBook:
+    """The price versions of some models, read in one query, for looking up the one in
+    force at any moment (the same rule as the gateway's catalog: billing.pricing.in_force)."""
+
+    def __init__(self, model_ids: Iterable[int]) -> None:
+        self._versions: dict[int, list[Price]] = {}
+        for price in Price.objects.filter(model_id__in=set(model_ids)).order_by("effective_from"):
+            self._versions.setdefault(price.model_id, []).append(price)
+
+    def at(self, model_id: int | None, when: datetime) -> Price | None:
+        return in_force(self._versions.get(model_id, ()), when) if model_id is not None else None
 
 
 def price_at(model_id: int, when: datetime) -> Price | None:
     """The price version in force for a model at a moment (latest effective_from ≤ when)."""
-    return (
-        Price.objects.filter(model_id=model_id, effective_from__lte=when)
-        .order_by("-effective_from")
-        .first()
-    )
+    return PriceBook([model_id]).at(model_id, when)
 
 
-def month_start(when: datetime | None = None) -> datetime:
-    """Start of the calendar month containing `when`, in the billing time zone."""
-    tz = ZoneInfo(settings.BILLING_TIME_ZONE)
-    local = (when or timezone.now()).astimezone(tz)
-    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+def charge_amount(record: RequestRecord, price: Price | None) -> Decimal:
+    """What a finished request is charged at a price: errors and unpriced models cost nothing."""
+    if not record.billable or price is None:
+        return Decimal(0)
+    return compute_cost(price, record.tokens)
 
 
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """[start, end) of a "YYYY-MM" month in the billing time zone."""
-    tz = ZoneInfo(settings.BILLING_TIME_ZONE)
-    year, mon = (int(part) for part in month.split("-"))
-    start = datetime(year, mon, 1, tzinfo=tz)
-    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=tz)
-    return start, end
+# --- money figures: spend and balance, as every page and endpoint shows them -----------------
+
+SUMS = ("requests", "errors", *COLUMNS, "cost")
 
 
-def unpriced_cost(records) -> Decimal:
+def live_cutoff(now: datetime) -> datetime:
+    """Roll-ups are trusted for hours before this (the beat folds charges every minute);
+    later charges are read from the ledger (a small indexed range)."""
+    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - HOUR
+
+
+def usage(group: Sequence[str] = (), *, start: datetime | None = None, end: datetime | None = None,
+          now: datetime | None = None, **owner) -> list[dict]:
+    """Requests, errors, tokens by class and cost of one team or key (`team_id=`,
+    `api_key_id=`) in [start, end), grouped by `group` ("model_id", "api_key_id",
+    "month"): the roll-ups for hours before live_cutoff(now), charges since, and finished
+    requests still being priced, at the price in force. Each source holds a request at
+    most once, so nothing counts twice; the dashboard, /key, the keys page and reports
+    all read their figures here, so they agree."""
+    now = now or timezone.now()
+    cutoff = live_cutoff(now)
+    rows: dict[tuple, dict] = {}
+    rolled = UsageRollup.objects.filter(**owner, hour__lt=cutoff if end is None else min(cutoff, end))
+    if start is not None:
+        rolled = rolled.filter(hour__gte=start)
+    _fold(rows, group, _sums(_by_month(rolled, "hour", group), group, rollup_aggregates(), "cost"))
+    since = cutoff if start is None else max(start, cutoff)
+    if end is None or since < end:
+        live = Charge.objects.filter(**owner, occurred_at__gte=since)
+        if end is not None:
+            live = live.filter(occurred_at__lt=end)
+        _fold(rows, group, _sums(_by_month(live, "occurred_at", group), group, ledger_aggregates(), "amount"))
+    # Read after the charges: a request priced in between is missed for a moment, never counted twice.
+    pending = RequestRecord.objects.filter(**owner, priced_at__isnull=True)
+    if start is not None:
+        pending = pending.filter(created__gte=start)
+    if end is not None:
+        pending = pending.filter(created__lt=end)
+    _fold(rows, group, _pending_rows(pending, group))
+    return list(rows.values())
+
+
+def usage_total(**kwargs) -> dict:
+    """`usage` without grouping: one dict of totals (zeros when there is nothing)."""
+    rows = usage((), **kwargs)
+    return rows[0] if rows else _zero({})
+
+
+def month_spend(*, month: str | date | None = None, now: datetime | None = None, **owner) -> Decimal:
+    """Spend of a key or team in a billing month (default: the current one)."""
+    start, end = month_bounds(month if month is not None else current_month(now))
+    return usage_total(start=start, end=end, now=now, **owner)["cost"]
+
+
+def credit_balance(team_id: int, now: datetime | None = None) -> Decimal:
+    """A prepaid team's balance: every credit entry minus everything spent."""
+    credits = summed_total(CreditEntry.objects.filter(team_id=team_id), {}, "amount")["cost"]
+    return credits - usage_total(team_id=team_id, now=now)["cost"]
+
+
+def _sums(qs: QuerySet, group: Sequence[str], aggregates: dict, money: str) -> list[dict]:
+    return summed(qs, list(group), aggregates, money) if group else [summed_total(qs, aggregates, money)]
+
+
+def _by_month(qs: QuerySet, field: str, group: Sequence[str]) -> QuerySet:
+    return qs.annotate(month=TruncMonth(field, tzinfo=billing_tz())) if "month" in group else qs
+
+
+def _group_value(name: str, value):
+    if name == "month" and isinstance(value, datetime):  # TruncMonth gives a date on some backends
+        return value.astimezone(billing_tz()).date()
+    return value
+
+
+def _zero(labels: dict) -> dict:
+    return {**labels, **dict.fromkeys(SUMS, 0), "cost": Decimal(0)}
+
+
+def _fold(rows: dict[tuple, dict], group: Sequence[str], source: Iterable[dict]) -> None:
+    for row in source:
+        labels = {g: _group_value(g, row[g]) for g in group}
+        into = rows.get(tuple(labels.values()))
+        if into is None:
+            into = rows[tuple(labels.values())] = _zero(labels)
+        for f in SUMS:
+            into[f] += row[f] or 0
+
+
+def _pending_rows(records: QuerySet, group: Sequence[str]) -> list[dict]:
+    """Finished requests without a charge yet, each as the charge it is about to get."""
+    pending = list(records.only("team", "api_key", "model", "status", "created", *COLUMNS))
+    if not pending:
+        return []
+    prices = PriceBook({r.model_id for r in pending if r.model_id})
+    return [{**{g: month_start(r.created).date() if g == "month" else getattr(r, g) for g in group},
+             "requests": 1, "errors": int(r.status == RequestRecord.Status.ERROR), **r.tokens.columns(),
+             "cost": charge_amount(r, prices.at(r.model_id, r.created))}
+            for r in pending]
+
+
+# --- the ledger behind the gateway's limit counters -----------------------------------------
+
+def unpriced_cost(records: QuerySet) -> Decimal:
     """What finished, billable, not-yet-charged records will cost (same formula as the charge)."""
-    total = Decimal(0)
-    for r in records.filter(priced_at__isnull=True, status__in=("success", "cancelled"), model__isnull=False):
-        price = price_at(r.model_id, r.created)
-        if price is not None:
-            total += compute_cost(price, TokenCounts.from_columns(r))
-    return total
+    pending = list(records.filter(priced_at__isnull=True, status__in=("success", "cancelled"), model__isnull=False))
+    prices = PriceBook({r.model_id for r in pending})
+    return sum((charge_amount(r, prices.at(r.model_id, r.created)) for r in pending), Decimal(0))
 
 
 def ledger_spend(kind: str, owner_id: int, month: str = "", exclude: list[str] | None = None) -> Decimal:
-    """The ledger's truth behind a limit counter: month spend of a key or team (charges plus
+    """The exact ledger behind a limit counter: month spend of a key or team (charges plus
     finished requests still being priced), or a team's prepaid balance (credits − spend).
-    `exclude`: generation ids left out (requests whose limit settle is still to come)."""
+    `exclude`: generation ids left out (requests whose limit settle is still to come).
+    The same figures as `month_spend` and `credit_balance`, which read roll-ups where they can."""
     owner = {"api_key_id": owner_id} if kind == "key" else {"team_id": owner_id}
     charges = Charge.objects.filter(**owner)
     records = RequestRecord.objects.filter(**owner)
@@ -62,11 +168,10 @@ def ledger_spend(kind: str, owner_id: int, month: str = "", exclude: list[str] |
         start, end = month_bounds(month)
         charges = charges.filter(occurred_at__gte=start, occurred_at__lt=end)
         records = records.filter(created__gte=start, created__lt=end)
-    spent = (charges.aggregate(total=Sum("amount"))["total"] or Decimal(0)) + unpriced_cost(records)
+    spent = summed_total(charges, {}, "amount")["cost"] + unpriced_cost(records)
     if kind != "credit":
         return spent
-    credits = CreditEntry.objects.filter(team_id=owner_id).aggregate(total=Sum("amount"))["total"] or Decimal(0)
-    return credits - spent
+    return summed_total(CreditEntry.objects.filter(team_id=owner_id), {}, "amount")["cost"] - spent
 
 
 def ledger_units(kind: str, owner_id: int, month: str = "", exclude: list[str] | None = None) -> int:

@@ -5,16 +5,8 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .models import Charge, CreditEntry, Price, RequestRecord
-from .pricing import compute_cost
-from .selectors import price_at
-from .tokens import TokenCounts
-
-
-def charge_amount(record: RequestRecord, price) -> Decimal:
-    if not record.billable or price is None:
-        return Decimal(0)
-    return compute_cost(price, TokenCounts.from_columns(record))
+from .models import Charge, CreditEntry, RequestRecord
+from .selectors import PriceBook, charge_amount, price_at
 
 
 def _new_charge(record: RequestRecord, price) -> Charge:
@@ -58,28 +50,11 @@ def price_pending(limit: int = 500) -> int:
             return 0
         ids = [r.pk for r in records]
         charged = set(Charge.objects.filter(request_id__in=ids).values_list("request_id", flat=True))
-        prices = _price_versions({r.model_id for r in records if r.model_id})
-        Charge.objects.bulk_create([
-            _new_charge(r, _in_force(prices.get(r.model_id, ()), r.created)) for r in records if r.pk not in charged
-        ])
+        prices = PriceBook({r.model_id for r in records if r.model_id})
+        Charge.objects.bulk_create([_new_charge(r, prices.at(r.model_id, r.created)) for r in records
+                                    if r.pk not in charged])
         RequestRecord.objects.filter(pk__in=ids).update(priced_at=timezone.now())
     return len(records)
-
-
-def _price_versions(model_ids: set[int]) -> dict[int, list[Price]]:
-    versions: dict[int, list[Price]] = {}
-    for price in Price.objects.filter(model_id__in=model_ids).order_by("effective_from"):
-        versions.setdefault(price.model_id, []).append(price)
-    return versions
-
-
-def _in_force(versions, when):
-    current = None
-    for price in versions:  # ascending; a handful per model
-        if price.effective_from > when:
-            break
-        current = price
-    return current
 
 
 def add_credit(team, amount: Decimal, *, note: str = "", created_by=None, kind: str = "topup"):

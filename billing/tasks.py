@@ -1,5 +1,8 @@
 from celery import shared_task
 
+from .months import last_closed_month, parse_month
+from .reports import generate_statements
+from .rollups import roll_up
 from .services import price_pending
 
 
@@ -20,8 +23,6 @@ def price_finished_requests(batch: int = 500, max_batches: int = 200) -> int:
 @shared_task
 def roll_up_usage() -> int:
     """Folds new charges into the hourly roll-ups (beat: every minute)."""
-    from .rollups import roll_up
-
     return roll_up()
 
 
@@ -29,9 +30,6 @@ def roll_up_usage() -> int:
 def generate_monthly_statements(month: str | None = None) -> int:
     """Stores last month's statements (beat: on the 1st and 2nd, so a billing time zone
     behind UTC is covered too); teams that already have one are skipped."""
-    from .reports import generate_statements, last_closed_month, parse_month
-    from .rollups import roll_up
-
     roll_up()
     target = parse_month(month) if month else last_closed_month()
     return len(generate_statements(target, only_missing=month is None))

@@ -5,12 +5,15 @@ Anthropic's uncached input excludes cache reads and writes, so the four input cl
 disjoint and billing sums them without counting any twice (SPEC §5)."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Self
 
-# The column that holds each class on RequestRecord and UsageRollup, in TokenCounts' order.
-COLUMNS = ("input_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "output_tokens")
+# The classes' names (metrics labels, the API's tokens_<kind>), in TokenCounts' order.
+KINDS = ("input", "cache_write_5m", "cache_write_1h", "cache_read", "output")
+# The column that holds each class on RequestRecord and UsageRollup (and in statements).
+COLUMNS = tuple(f"{kind}_tokens" for kind in KINDS)
+KIND_COLUMNS = tuple(zip(KINDS, COLUMNS, strict=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +33,15 @@ class TokenCounts:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.output_tokens
 
-    def with_output(self, output_tokens: int) -> TokenCounts:
-        return TokenCounts(self.input_tokens, self.cache_write_5m, self.cache_write_1h, self.cache_read, output_tokens)
+    def with_output(self, output_tokens: int) -> Self:
+        return replace(self, output_tokens=output_tokens)
+
+    def __iter__(self) -> Iterator[int]:
+        """The counts in KINDS order."""
+        return iter(self._values())
+
+    def __add__(self, other: TokenCounts) -> TokenCounts:
+        return TokenCounts(*(a + b for a, b in zip(self._values(), other._values(), strict=True)))
 
     def columns(self) -> dict[str, int]:
         """The record/roll-up columns of these counts."""

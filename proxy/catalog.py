@@ -4,7 +4,6 @@ and never queried on the hot path in between."""
 from __future__ import annotations
 
 import time
-from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +11,7 @@ from decimal import Decimal
 from asgiref.sync import sync_to_async
 
 from billing.models import Model, Price
+from billing.pricing import in_force
 
 from .errors import GatewayError
 from .modelspec import ModelSpec
@@ -45,8 +45,7 @@ class CatalogEntry:
     prices: tuple[PriceVersion, ...]  # ascending effective_from
 
     def price_at(self, when: datetime) -> PriceVersion | None:
-        i = bisect_right([p.effective_from for p in self.prices], when)
-        return self.prices[i - 1] if i else None
+        return in_force(self.prices, when)
 
 
 @dataclass(frozen=True)

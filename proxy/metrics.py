@@ -13,6 +13,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from billing.tokens import KIND_COLUMNS
+
 
 def _multiprocess_dir() -> str:
     configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -49,9 +51,7 @@ def observe(model: str, fields: dict, cost) -> None:
     REQUESTS.labels(model, fields["status"], streamed).inc()
     if fields["error_type"]:
         ERRORS.labels(model, fields["error_type"]).inc()
-    for kind, column in (("input", "input_tokens"), ("cache_write_5m", "cache_write_5m_tokens"),
-                         ("cache_write_1h", "cache_write_1h_tokens"), ("cache_read", "cache_read_tokens"),
-                         ("output", "output_tokens")):
+    for kind, column in KIND_COLUMNS:
         if fields[column]:
             TOKENS.labels(model, kind).inc(fields[column])
     if cost:

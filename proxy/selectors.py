@@ -4,8 +4,10 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from billing.models import RequestRecord
+from billing.months import month_start
 from billing.pricing import format_usd, from_units
-from billing.selectors import ledger_spend, month_bounds
+from billing.selectors import credit_balance, month_spend
+from billing.tokens import KINDS
 
 from . import limits
 from .auth import KeyInfo
@@ -22,23 +24,23 @@ async def _reserved(counter: limits.Counter):
 
 
 async def key_summary(key: KeyInfo) -> dict:
-    """Spend comes from the ledger (exact); what is reserved for requests in flight from
-    the shared limit counters."""
-    month = limits.billing_month(timezone.now())
-    usage = await sync_to_async(ledger_spend)("key", key.id, month)
-    counters = {c.kind: c for c in limits.counters_for(key, timezone.now())}
+    """Spend and balance as the portal shows them (billing.selectors); what is reserved for
+    requests in flight from the shared limit counters."""
+    now = timezone.now()
+    usage = await sync_to_async(month_spend)(team_id=key.team_id, api_key_id=key.id, now=now)
+    counters = {c.kind: c for c in limits.counters_for(key, now)}
     reserved = await _reserved(counters["key"]) if "key" in counters else None
     remaining = None
     if key.monthly_limit is not None:
         remaining = max(key.monthly_limit - usage - (reserved or 0), 0)
     team: dict = {"name": key.team_name, "monthly_budget": _money(key.team_monthly_budget), "prepaid": key.team_prepaid}
     if key.team_monthly_budget is not None:
-        team_spend = await sync_to_async(ledger_spend)("team", key.team_id, month)
+        team_spend = await sync_to_async(month_spend)(team_id=key.team_id, now=now)
         team_reserved = await _reserved(counters["team"])
         team["usage"] = _money(team_spend)
         team["budget_remaining"] = _money(max(key.team_monthly_budget - team_spend - (team_reserved or 0), 0))
     if key.team_prepaid:
-        balance = await sync_to_async(ledger_spend)("credit", key.team_id)
+        balance = await sync_to_async(credit_balance)(key.team_id, now)
         credit_reserved = await _reserved(counters["credit"])
         team["credit_balance"] = _money(balance)
         team["credit_available"] = _money(max(balance - (credit_reserved or 0), 0))
@@ -48,7 +50,7 @@ async def key_summary(key: KeyInfo) -> dict:
         "prefix": key.prefix,
         "team": key.team_name,
         "usage": _money(usage),
-        "usage_period_start": month_bounds(month)[0].isoformat(),
+        "usage_period_start": month_start(now).isoformat(),
         "reserved": _money(reserved) if reserved is not None else "0",
         "limit": _money(key.monthly_limit),
         "limit_remaining": _money(remaining),
@@ -69,6 +71,7 @@ def generation_for_team(generation_id: str, team_id: int) -> dict | None:
     if record is None:
         return None
     charge = getattr(record, "charge", None)
+    tokens = record.tokens
     return {
         "id": record.generation_id,
         "api": record.api,
@@ -81,13 +84,8 @@ def generation_for_team(generation_id: str, team_id: int) -> dict | None:
         "finish_reason": record.finish_reason or None,
         "user": record.end_user or None,
         "api_key": record.api_key.prefix,
-        "tokens_input": record.input_tokens,
-        "tokens_cache_write_5m": record.cache_write_5m_tokens,
-        "tokens_cache_write_1h": record.cache_write_1h_tokens,
-        "tokens_cache_read": record.cache_read_tokens,
-        "tokens_output": record.output_tokens,
-        "tokens_prompt": record.input_tokens + record.cache_write_5m_tokens
-        + record.cache_write_1h_tokens + record.cache_read_tokens,
+        **{f"tokens_{kind}": count for kind, count in zip(KINDS, tokens, strict=True)},
+        "tokens_prompt": tokens.prompt_tokens,
         "output_estimated": record.output_estimated,
         "total_cost": _money(charge.amount) if charge else None,
         "cost_status": "final" if charge else "pending",

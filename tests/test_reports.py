@@ -11,19 +11,19 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from billing.models import Charge, MonthlyStatement
+from billing.months import last_closed_month, month_bounds
 from billing.reports import (
     generate_statement,
-    last_closed_month,
-    month_bounds,
     statement_csv,
     statement_for,
     statement_from_ledger,
     statement_from_rollups,
     stored_statement,
 )
-from billing.rollups import TOKEN_FIELDS, roll_up
+from billing.rollups import roll_up
 from billing.services import charge_request
 from billing.tasks import generate_monthly_statements
+from billing.tokens import COLUMNS
 from tokenhub_portal.accounts.models import Team
 
 OCT = date(2026, 10, 1)
@@ -69,7 +69,7 @@ def test_csv_totals_equal_the_charges_exactly(october):
     assert sum(Decimal(r["cost_usd"]) for r in rows if r["section"] == "model") == expected
     assert sum(Decimal(r["cost_usd"]) for r in rows if r["section"] == "key") == expected
     assert int(total["requests"]) == 5 and int(total["errors"]) == 1
-    for field in TOKEN_FIELDS:
+    for field in COLUMNS:
         assert sum(int(r[field]) for r in rows if r["section"] == "model") == int(total[field])
     assert int(total["input_tokens"]) == 1 + 123457 + 7 + 999
     assert {r["key_name"] for r in rows if r["section"] == "key"} == {"prod", "'=cmd()"}  # no formula injection

@@ -8,9 +8,10 @@ import pytest
 from django.db.models import Sum
 
 from billing.models import Charge, RollupState, UsageRollup
-from billing.rollups import TOKEN_FIELDS, rebuild, roll_up
+from billing.rollups import rebuild, roll_up
 from billing.services import charge_request
 from billing.tasks import roll_up_usage
+from billing.tokens import COLUMNS
 
 from .conftest import run_concurrently
 
@@ -20,7 +21,7 @@ H = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hou
 def snapshot():
     return sorted(
         (r.team_id, r.api_key_id, r.model_id, r.hour, r.requests, r.errors, r.cost,
-         *(getattr(r, f) for f in TOKEN_FIELDS))
+         *(getattr(r, f) for f in COLUMNS))
         for r in UsageRollup.objects.all()
     )
 

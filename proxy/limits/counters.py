@@ -5,17 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
-
+from billing.months import billing_month
 from billing.pricing import to_units
 
 RESERVATION_INDEX = "th:res:index"
-
-
-def billing_month(when: datetime) -> str:
-    return when.astimezone(ZoneInfo(settings.BILLING_TIME_ZONE)).strftime("%Y-%m")
 
 
 @dataclass(frozen=True, slots=True)

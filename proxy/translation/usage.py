@@ -142,5 +142,4 @@ class StreamMeter:
         is billed for its input and the output delivered)."""
         if not cancelled:
             return self.usage, False
-        return Usage(self.usage.input_tokens, self.usage.cache_write_5m, self.usage.cache_write_1h,
-                     self.usage.cache_read, self.estimated_output_tokens()), not self.usage_final
+        return self.usage.with_output(self.estimated_output_tokens()), not self.usage_final

@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 
 from billing.models import Charge
-from billing.reports import current_month
+from billing.months import current_month
 from billing.rollups import roll_up
 from tokenhub_portal.accounts.models import Membership, Team
 

@@ -2,15 +2,14 @@ from __future__ import annotations
 
 from datetime import datetime, time
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 from django.utils import timezone
 
 from billing.models import RequestRecord
+from billing.months import billing_tz
 from tokenhub_portal.accounts.models import ApiKey, Membership
 
 
@@ -58,7 +57,7 @@ class KeyCreateForm(forms.Form):
         day = self.cleaned_data.get("expires")
         if day is None:
             return None
-        when = datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.BILLING_TIME_ZONE))
+        when = datetime.combine(day, time.min, tzinfo=billing_tz())
         if when <= timezone.now():
             raise forms.ValidationError("Pick a day in the future.")
         return when

@@ -3,25 +3,19 @@ Membership (see `current_membership`); nothing here takes a team id from the cli
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncMonth
+from django.db.models import Q
 from django.utils import timezone
 
-from billing.models import Charge, CreditEntry, Model, RequestRecord, UsageRollup
-from billing.rollups import HOUR, UTC, summed_total, totals_by
-from billing.selectors import month_start
+from billing.models import Charge, Model, MonthlyStatement, RequestRecord, UsageRollup
+from billing.months import billing_tz, current_month, month_start
+from billing.rollups import totals_by
+from billing.selectors import credit_balance, live_cutoff, usage, usage_total
 from tokenhub_portal.accounts.models import ApiKey, Invitation, Membership, Team
 
 SESSION_TEAM = "team_id"
-
-
-def billing_tz() -> ZoneInfo:
-    return ZoneInfo(settings.BILLING_TIME_ZONE)
 
 
 # --- teams ---------------------------------------------------------------------------------
@@ -55,32 +49,6 @@ def open_invitations(team: Team) -> list[Invitation]:
             .select_related("invited_by")[:50] if i.pending]
 
 
-# --- money ----------------------------------------------------------------------------------
-
-def _live_cutoff(now: datetime) -> datetime:
-    """Roll-ups are trusted for hours before this; later charges are read from the ledger
-    (a small indexed range), so the money figures are never more than a moment behind."""
-    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - HOUR
-
-
-def spend_and_requests(team: Team, since: datetime | None, now: datetime) -> tuple[Decimal, int]:
-    cutoff = _live_cutoff(now)
-    rolled = UsageRollup.objects.filter(team=team, hour__lt=cutoff)
-    live = Charge.objects.filter(team=team, occurred_at__gte=cutoff)
-    if since is not None:
-        rolled = rolled.filter(hour__gte=since)
-        live = live.filter(occurred_at__gte=since)
-    a = summed_total(rolled, {"requests": Sum("requests")}, "cost")
-    b = summed_total(live, {"requests": Count("id")}, "amount")
-    return a["cost"] + b["cost"], a["requests"] + b["requests"]
-
-
-def credit_balance(team: Team, now: datetime) -> Decimal:
-    credits = summed_total(CreditEntry.objects.filter(team=team), {}, "amount")["cost"]
-    spent, _ = spend_and_requests(team, None, now)
-    return credits - spent
-
-
 # --- dashboard ------------------------------------------------------------------------------
 
 @dataclass
@@ -102,18 +70,19 @@ class Dashboard:
 def dashboard(team: Team, now: datetime | None = None) -> Dashboard:
     now = now or timezone.now()
     start = month_start(now)
-    spend, requests = spend_and_requests(team, start, now)
+    month = usage_total(team_id=team.pk, start=start, now=now)  # the money figures: billing.selectors
+    spend, requests = month["cost"], month["requests"]
     budget = team.monthly_budget
     remaining = used = None
     if budget is not None:
         remaining = budget - spend
         used = min(100, int(spend * 100 / budget)) if budget > 0 else 100
-    balance = credit_balance(team, now) if team.prepaid else None
+    balance = credit_balance(team.pk, now) if team.prepaid else None
     days, series, chart_total = daily_spend_by_model(team, now)
     return Dashboard(
         month=start.date(), spend=spend, requests=requests, budget=budget, budget_remaining=remaining,
         budget_used_pct=used, balance=balance, days=days, series=series, chart_total=chart_total,
-        top_keys=top_keys(team, start), recent_errors=recent_errors(team, now),
+        top_keys=top_keys(team, start, now), recent_errors=recent_errors(team, now),
     )
 
 
@@ -137,8 +106,8 @@ def daily_spend_by_model(team: Team, now: datetime, days: int = 30):
     return day_list, series, sum((s["total"] for s in series), Decimal(0))
 
 
-def top_keys(team: Team, since: datetime, limit: int = 5) -> list[dict]:
-    rows = totals_by(UsageRollup.objects.filter(team=team, hour__gte=since), ["api_key_id"])
+def top_keys(team: Team, since: datetime, now: datetime, limit: int = 5) -> list[dict]:
+    rows = usage(["api_key_id"], team_id=team.pk, start=since, now=now)
     rows.sort(key=lambda r: (-(r["cost"] or 0), -(r["requests"] or 0)))
     rows = rows[:limit]
     keys = {k.id: k for k in ApiKey.objects.filter(team=team, id__in=[r["api_key_id"] for r in rows])}
@@ -149,7 +118,7 @@ def top_keys(team: Team, since: datetime, limit: int = 5) -> list[dict]:
 def recent_errors(team: Team, now: datetime, limit: int = 10) -> list[RequestRecord]:
     """The latest failed requests. The roll-ups say which hours had errors, so the
     indexed (team, created) scan is bounded to those hours however rare errors are."""
-    cutoff = _live_cutoff(now)
+    cutoff = live_cutoff(now)
     error_hours = list(UsageRollup.objects.filter(team=team, errors__gt=0, hour__lt=cutoff)
                        .order_by("-hour").values_list("hour", flat=True).distinct()[:limit])
     since = min([cutoff, *error_hours])
@@ -162,8 +131,7 @@ def recent_errors(team: Team, now: datetime, limit: int = 10) -> list[RequestRec
 def team_keys(team: Team, now: datetime | None = None) -> list[ApiKey]:
     now = now or timezone.now()
     keys = list(ApiKey.objects.filter(team=team).select_related("created_by"))
-    spend = {r["api_key_id"]: r["cost"] for r in
-             totals_by(UsageRollup.objects.filter(team=team, hour__gte=month_start(now)), ["api_key_id"])}
+    spend = {r["api_key_id"]: r["cost"] for r in usage(["api_key_id"], team_id=team.pk, start=month_start(now), now=now)}
     for key in keys:
         key.month_spend = spend.get(key.id, Decimal(0))
         if key.revoked_at:
@@ -237,17 +205,11 @@ def request_detail(team: Team, generation_id: str) -> tuple[RequestRecord, Charg
 # --- reports -----------------------------------------------------------------------------
 
 def monthly_totals(team: Team, limit: int = 24) -> list[dict]:
-    """Per month (billing time zone): requests and cost from the roll-ups, and whether a
-    final statement is stored; newest first, the current month always included."""
-    from billing.models import MonthlyStatement
-    from billing.reports import current_month
-
-    tz = billing_tz()
-    rows = totals_by(UsageRollup.objects.filter(team=team).annotate(month=TruncMonth("hour", tzinfo=tz)), ["month"])
+    """Per month (billing time zone): requests and cost (billing.selectors.usage), and
+    whether a final statement is stored; newest first, the current month always included."""
     months: dict[date, dict] = {}
-    for row in rows:
-        m = row["month"].astimezone(tz).date() if isinstance(row["month"], datetime) else row["month"]
-        months[m] = {"month": m, "requests": row["requests"] or 0, "cost": row["cost"] or Decimal(0)}
+    for row in usage(["month"], team_id=team.pk):
+        months[row["month"]] = {"month": row["month"], "requests": row["requests"], "cost": row["cost"]}
     months.setdefault(current_month(), {"month": current_month(), "requests": 0, "cost": Decimal(0)})
     stored = {s.month: s for s in MonthlyStatement.objects.filter(team=team)}
     for m, s in stored.items():

@@ -2,7 +2,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.selectors import ledger_spend
+from billing.selectors import credit_balance
 from billing.services import add_credit
 from tokenhub_portal.accounts.models import Team
 
@@ -31,6 +31,6 @@ class Command(BaseCommand):
         if opts["prepaid"] and not team.prepaid:
             team.prepaid = True
             team.save(update_fields=["prepaid"])
-        balance = ledger_spend("credit", team.pk)
+        balance = credit_balance(team.pk)
         self.stdout.write(f"Team {team.name}: {amount:+} USD; balance now {balance.normalize():f} USD"
                           + ("" if team.prepaid else " (team is not prepaid: use --prepaid to enforce it)"))

@@ -2,14 +2,8 @@
 stores monthly statements from the ledger and prints their totals (or the CSV)."""
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.reports import (
-    BadMonth,
-    generate_statements,
-    last_closed_month,
-    parse_month,
-    statement_csv,
-    stored_statement,
-)
+from billing.months import BadMonth, last_closed_month, parse_month
+from billing.reports import generate_statements, statement_csv, stored_statement
 from tokenhub_portal.accounts.models import Team
 
 

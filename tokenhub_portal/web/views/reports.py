@@ -2,7 +2,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
 from billing import reports as billing_reports
-from billing.reports import BadMonth, parse_month
+from billing.months import BadMonth, current_month, parse_month
 
 from .. import selectors
 from .base import portal_view
@@ -13,7 +13,7 @@ def _month(text: str):
         month = parse_month(text)
     except BadMonth:
         raise Http404 from None
-    if month > billing_reports.current_month():
+    if month > current_month():
         raise Http404("That month has not started.")
     return month
 
@@ -22,7 +22,7 @@ def _month(text: str):
 def reports(request):
     team = request.membership.team
     return render(request, "portal/reports.html", {
-        "months": selectors.monthly_totals(team), "current": billing_reports.current_month(),
+        "months": selectors.monthly_totals(team), "current": current_month(),
     })
 
 

@@ -1,10 +1,9 @@
 from datetime import datetime, time
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from billing.months import billing_tz
 from tokenhub_portal.accounts.models import Team
 from tokenhub_portal.accounts.services import KeyOperationError
 from tokenhub_portal.web.services import issue_key
@@ -40,7 +39,7 @@ class Command(BaseCommand):
                 day = datetime.strptime(opts["expires"], "%Y-%m-%d").date()
             except ValueError:
                 raise CommandError("--expires must be YYYY-MM-DD") from None
-            expires = datetime.combine(day, time.min, tzinfo=ZoneInfo(settings.BILLING_TIME_ZONE))
+            expires = datetime.combine(day, time.min, tzinfo=billing_tz())
         team, created = Team.objects.get_or_create(name=opts["team"])
         models = [m.strip() for m in (opts["models"] or "").split(",") if m.strip()]
         try:
