@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Charge, CreditEntry, Model, Price, RequestRecord
+from .models import Charge, CreditEntry, Model, MonthlyStatement, Price, RequestRecord, UsageRollup
 
 
 class PriceInline(admin.TabularInline):
@@ -62,9 +62,6 @@ class CreditEntryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # a ledger: corrections are new adjustment entries
-
-
-from .models import MonthlyStatement, UsageRollup  # noqa: E402
 
 
 @admin.register(UsageRollup)

@@ -7,6 +7,9 @@ Sonnet 4.5 on reject temperature together with top_p and have native structured 
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from django.core.management.color import no_style
+from django.db import connection
+
 SEED_PRICES_EFFECTIVE = datetime(2024, 1, 1, tzinfo=UTC)
 
 # public id, tier, upstream id, input $/MTok, output $/MTok, context, max output,
@@ -75,9 +78,6 @@ def load_seed(Model, Price) -> None:
 
 def _reset_sequences(*models) -> None:
     """Explicit ids do not advance PostgreSQL sequences; move them past the seed rows."""
-    from django.core.management.color import no_style
-    from django.db import connection
-
     statements = connection.ops.sequence_reset_sql(no_style(), list(models))
     if statements:
         with connection.cursor() as cursor:

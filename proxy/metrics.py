@@ -2,34 +2,19 @@
 
 uvicorn runs several worker processes, so metrics use prometheus_client's multiprocess
 mode: each process writes its samples to memory-mapped files in one shared directory
-(PROMETHEUS_MULTIPROC_DIR, by default var/metrics/<uvicorn master pid>), and /metrics sums
-them. Counters survive a worker restart; cost is a float here (observability, not money:
-invoices come from the Charge ledger).
+(PROMETHEUS_MULTIPROC_DIR, set up by the ASGI entry, tokenhub_portal/asgi.py: by default
+var/metrics/<uvicorn master pid>), and /metrics sums them. Counters survive a worker
+restart; cost is a float here (observability, not money: invoices come from the Charge
+ledger). A process not started through the ASGI entry (a management command, the test
+runner) counts in memory and exposes only its own samples.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-from django.conf import settings
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from billing.tokens import KIND_COLUMNS
-
-
-def _multiprocess_dir() -> str:
-    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if configured:
-        return configured
-    # Workers of one uvicorn master share its pid as their parent: one directory per server.
-    path = Path(settings.BASE_DIR) / "var" / "metrics" / str(os.getppid())
-    path.mkdir(parents=True, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    return str(path)
-
-
-_multiprocess_dir()  # must be set before prometheus_client is imported
-
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess  # noqa: E402
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -66,6 +51,8 @@ def upstream_error(status: int) -> None:
 
 
 def exposition() -> bytes:
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest(REGISTRY)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     return generate_latest(registry)

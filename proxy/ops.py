@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
+import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
+from django.http import HttpResponse
 
+from . import metrics
 from .api import json_response
 
 
@@ -20,8 +24,6 @@ def _check_database() -> None:
 
 
 async def _check_redis() -> None:
-    import redis.asyncio as aioredis
-
     client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
     try:
         await client.ping()
@@ -49,12 +51,6 @@ async def readyz(request):
 def metrics_view(request):
     """Prometheus exposition (a Django view, so a staff member's session works as well as
     the scrape token)."""
-    import hmac
-
-    from django.http import HttpResponse
-
-    from . import metrics
-
     token = settings.METRICS_TOKEN
     presented = request.headers.get("Authorization", "")
     allowed = (request.user.is_authenticated and request.user.is_staff) or (

@@ -13,13 +13,16 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import JSONField
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from billing.models import RequestRecord
+from billing.tasks import price_finished_requests
 from tokenhub_portal.accounts.models import ApiKey
 
 log = logging.getLogger(__name__)
@@ -43,8 +46,6 @@ class PostgresSink:
         self._loop = None
 
     async def _connection(self):
-        import psycopg
-
         loop = asyncio.get_running_loop()
         if self._conn is None or self._conn.closed or self._loop is not loop:
             db = settings.DATABASES["default"]
@@ -56,8 +57,6 @@ class PostgresSink:
         return self._conn
 
     def _values(self, fields: dict) -> list:
-        from psycopg.types.json import Jsonb
-
         values = []
         for f in self._fields:
             value = fields[f.attname] if f.attname in fields else f.get_default()
@@ -65,8 +64,6 @@ class PostgresSink:
         return values
 
     async def insert(self, batch: list[dict], stale_keys: list[int]) -> None:
-        import psycopg
-
         conn = await self._connection()
         try:
             await conn.execute(self._head + ", ".join([self._row] * len(batch)),
@@ -164,8 +161,6 @@ def _resolve(group: list[tuple[dict, asyncio.Future]], error: Exception | None) 
 
 
 def price_now() -> None:
-    from billing.tasks import price_finished_requests
-
     try:
         price_finished_requests()  # called in-process, not queued
     except Exception:  # the next batch (or the beat task, with a broker) retries

@@ -30,7 +30,7 @@ def _transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
     """httpx is the client API; underneath, aiohttp's C-accelerated HTTP/1.1 costs a
     fraction of httpcore's CPU per request (see README, Benchmark)."""
     if settings.UPSTREAM_TRANSPORT == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
+        from httpx_aiohttp import AiohttpTransport  # aiohttp is imported only when chosen
 
         return AiohttpTransport(limits=limits)
     return httpx.AsyncHTTPTransport(limits=limits)

@@ -1,12 +1,20 @@
 """The one ASGI application: the lean API app for /api/v1, /v1 and the operations
 endpoints, Django for the portal and admin, and lifespan hooks for the gateway's
-shared resources (upstream connection pool, record writer, key invalidation)."""
+process resources (proxy/runtime.py)."""
 import os
+from pathlib import Path
+
+from django.conf import settings
+from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenhub_portal.settings")
-
-from django.conf import settings  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    # prometheus_client picks multiprocess mode once, when first imported (proxy/metrics.py),
+    # so a server process sets it up first. Workers of one uvicorn master share its pid as
+    # their parent: one directory per server.
+    metrics_dir = Path(settings.BASE_DIR) / "var" / "metrics" / str(os.getppid())
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
 django_app = get_asgi_application()
 if settings.DEBUG:  # production serves collected static files from the front proxy
@@ -14,7 +22,8 @@ if settings.DEBUG:  # production serves collected static files from the front pr
 
     django_app = ASGIStaticFilesHandler(django_app)
 
-from proxy import app as api  # noqa: E402  (Django must be set up first)
+# The gateway's modules use models at import, so they come after Django's set-up above.
+from proxy import app as api  # noqa: E402
 from proxy import runtime  # noqa: E402
 
 

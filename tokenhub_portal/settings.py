@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from .config import env_bool, env_choice, env_int, env_list, env_str, env_url
@@ -80,11 +81,6 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_url("REDIS_URL", None, ("redis", "rediss"))  # what both Celery and redis-py accept
 
-if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
 # Celery: without a broker, tasks run in-process so `make run` needs nothing else.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
@@ -154,7 +150,6 @@ LOGGING = {
 }
 
 # --- Portal, accounts and reports (issue 5) -------------------------------------------------
-from celery.schedules import crontab  # noqa: E402
 
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import redis.asyncio as aioredis
 from django.conf import settings
 
 from ..errors import GatewayError
@@ -33,12 +34,10 @@ class LimitStore:
         if self._redis is None or self._loop is not loop:
             self._loop = loop
             if settings.REDIS_URL:
-                import redis.asyncio as aioredis
-
                 self._redis = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2,
                                                       health_check_interval=30)
             else:
-                import fakeredis
+                import fakeredis  # only without Redis: it brings a Lua interpreter
 
                 self._fake_server = self._fake_server or fakeredis.FakeServer()
                 self._redis = fakeredis.FakeAsyncRedis(server=self._fake_server)

@@ -1,5 +1,6 @@
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 
 from billing import reports as billing_reports
 from billing.months import BadMonth, current_month, parse_month
@@ -60,8 +61,6 @@ def statement_pdf(request, month: str):
         import weasyprint
     except ImportError:
         return render(request, "portal/statement.html", {"st": st, "pdf_unavailable": True}, status=501)
-    from django.template.loader import render_to_string
-
     html = render_to_string("portal/statement.html", {"st": st, "pdf": True}, request=request)
     pdf = weasyprint.HTML(string=html, base_url=request.build_absolute_uri("/"), url_fetcher=_no_fetch).write_pdf()
     response = HttpResponse(pdf, content_type="application/pdf")
