@@ -19,10 +19,11 @@ venv: $(VENV)/.installed
 run: venv
 	DEBUG=$${DEBUG:-1} $(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-## lint: ruff (style, import order) and the layer contract (import-linter)
+## lint: ruff (style, import order), the layer contract (import-linter), mypy on the typed core
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 ## test: the linters, then the whole suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 test: lint

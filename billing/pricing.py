@@ -21,15 +21,23 @@ COST_QUANTUM = Decimal("1e-10")  # also the integer unit of the shared limit cou
 
 
 class PriceTerms(Protocol):
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-    cache_write_5m_multiplier: Decimal
-    cache_write_1h_multiplier: Decimal
-    cache_read_multiplier: Decimal
+    """A price version: a Price row, or the catalog's snapshot of one (read-only)."""
+
+    @property
+    def input_per_mtok(self) -> Decimal: ...
+    @property
+    def output_per_mtok(self) -> Decimal: ...
+    @property
+    def cache_write_5m_multiplier(self) -> Decimal: ...
+    @property
+    def cache_write_1h_multiplier(self) -> Decimal: ...
+    @property
+    def cache_read_multiplier(self) -> Decimal: ...
 
 
 class PriceVersion(Protocol):
-    effective_from: datetime
+    @property
+    def effective_from(self) -> datetime: ...
 
 
 V = TypeVar("V", bound=PriceVersion)

@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl
 
 from . import ops, views
 from .api import error_response, internal_error
-from .asgi import ApiRequest, Headers, Router, send_response
+from .asgi import ApiRequest, Headers, Response, Router, StreamResponse, send_response
 from .errors import GatewayError
 from .protocols.chat_completions import chat_completions
 from .protocols.messages import count_tokens, messages
@@ -36,6 +36,7 @@ async def app(scope, receive, send) -> None:
         query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))), receive=receive,
     )
     handler = OPS.get(path) or router.match(path)
+    response: Response | StreamResponse
     try:
         if handler is None:
             response = error_response(GatewayError(404, f"Unknown endpoint: {request.method} {path}", code="unknown_url"))

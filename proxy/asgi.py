@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -51,7 +51,7 @@ class StreamResponse:
     (bytes, seconds), those bytes go out whenever nothing did for that long."""
 
     status: int
-    chunks: AsyncIterator[bytes]
+    chunks: AsyncGenerator[bytes, None]
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "text/event-stream; charset=utf-8"
     keepalive: tuple[bytes, float] | None = None
@@ -103,7 +103,7 @@ async def send_response(send, receive, response: Response | StreamResponse) -> N
         await _send_stream(send, receive, response.chunks, response.keepalive)
 
 
-async def _send_stream(send, receive, chunks: AsyncIterator[bytes], keepalive: tuple[bytes, float] | None) -> None:
+async def _send_stream(send, receive, chunks: AsyncGenerator[bytes, None], keepalive: tuple[bytes, float] | None) -> None:
     """Forward chunks as they are produced while watching for the client to go away:
     servers drop writes to a closed connection silently, so only `receive()` tells us.
     On disconnect the pump is cancelled at once, which closes the upstream stream."""
@@ -129,8 +129,9 @@ async def _send_stream(send, receive, chunks: AsyncIterator[bytes], keepalive: t
             if task is not pump_task or not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    if not pump_task.cancelled() and pump_task.exception() is not None:
-        raise pump_task.exception()
+    error = None if pump_task.cancelled() else pump_task.exception()
+    if error is not None:
+        raise error
 
 
 async def _keep_alive(send, last_sent: list[float], ping: bytes, seconds: float) -> None:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -181,11 +181,11 @@ def endpoint(protocol: WireProtocol):
         try:
             return await _run(call, request)
         except Exception as exc:  # every call is recorded, failures too
-            err = exc if isinstance(exc, GatewayError) else internal_error()
-            if err is not exc:
+            error = exc if isinstance(exc, GatewayError) else internal_error()
+            if error is not exc:
                 log.exception("unhandled error in call %s", call.generation_id)
-            await call.record(status="error", http_status=err.status, error=err)
-            return protocol.error_response(err, call.headers)
+            await call.record(status="error", http_status=error.status, error=error)
+            return protocol.error_response(error, call.headers)
 
     return handle
 
@@ -202,7 +202,7 @@ async def _run(call: Call, request: ApiRequest) -> Response | StreamResponse:
         raise call.protocol.unknown_model(model, call.key, catalog, entry is not None)
     call.entry = entry
     call.plan = plan = call.protocol.plan(body, entry, model, request)
-    await _reserve(call)
+    await _reserve(call, entry, plan)
     response = await _open_upstream(call, orjson.dumps(plan.payload), plan)
     if plan.stream:
         keepalive = call.protocol.keepalive
@@ -211,11 +211,10 @@ async def _run(call: Call, request: ApiRequest) -> Response | StreamResponse:
     return await _plain(call, response)
 
 
-async def _reserve(call: Call) -> None:
+async def _reserve(call: Call, entry: CatalogEntry, plan: CallPlan) -> None:
     """Hold the worst case against the key's and team's limits before going upstream."""
-    plan = call.plan
     input_bound = estimate_input_tokens_upper_bound(plan.payload)
-    price = call.entry.price_at(call.created)
+    price = entry.price_at(call.created)
     worst = worst_case_cost(price, input_bound, plan.max_tokens) if price else Decimal(0)
     call.reservation = await limits.reserve(call.runtime.limits, call.key, call.generation_id, call.created,
                                             worst, input_bound + plan.max_tokens)
@@ -257,7 +256,7 @@ async def _plain(call: Call, response: httpx.Response) -> Response:
     return Response(200, rendered.body, {**call.headers, **rendered.headers})
 
 
-async def _stream(call: Call, response: httpx.Response) -> AsyncIterator[bytes]:
+async def _stream(call: Call, response: httpx.Response) -> AsyncGenerator[bytes, None]:
     """Relays upstream events in the client's shape the moment they arrive. The record is
     committed before the client gets the end of the stream; if the client goes away
     (cancellation at an await, or GeneratorExit at a yield) upstream is closed and what was

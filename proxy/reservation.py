@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from billing.pricing import MTOK
+from billing.pricing import MTOK, PriceTerms
 
 IMAGE_TOKENS_BOUND = 6_000
 _REQUEST_OVERHEAD_TOKENS = 64
@@ -64,7 +64,7 @@ def _blocks_bound(content: Any) -> int:
     return total
 
 
-def worst_case_cost(price, input_tokens_bound: int, max_tokens: int) -> Decimal:
+def worst_case_cost(price: PriceTerms, input_tokens_bound: int, max_tokens: int) -> Decimal:
     """Every input token priced as the dearest input class, plus all of max_tokens."""
     dearest = max(Decimal(1), price.cache_write_5m_multiplier, price.cache_write_1h_multiplier,
                   price.cache_read_multiplier)

@@ -23,7 +23,7 @@ from proxy.upstream import UpstreamHTTPError
 class ChatCompletions:
     api = "chat.completions"
     id_prefix = "chatcmpl-"
-    keepalive = None
+    keepalive: bytes | None = None
 
     def error_response(self, err: GatewayError, headers: dict[str, str] | None = None) -> Response:
         return error_response(err, headers)
@@ -39,6 +39,7 @@ class ChatCompletions:
         return anthropic_error_to_gateway(exc.status, exc.body, exc.headers, not_found_hint=successor_hint(entry))
 
     def render(self, call: Call, message: dict, raw: bytes, usage: Usage) -> Rendered:
+        assert call.plan is not None  # the pipeline renders only planned calls
         out = translate_response(message, call.plan.context, completion_id=call.generation_id,
                                  created=int(call.created.timestamp()))
         out["usage"]["cost"] = call.cost_text(usage)
@@ -46,6 +47,7 @@ class ChatCompletions:
         return Rendered(orjson.dumps(out), choice["finish_reason"], choice["message"].get("content") or "")
 
     def stream_renderer(self, call: Call) -> StreamTranslator:
+        assert call.plan is not None
         return StreamTranslator(call.plan.context, call.generation_id, int(call.created.timestamp()),
                                 cost_of=call.cost_text)
 

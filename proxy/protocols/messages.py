@@ -26,7 +26,7 @@ from .anthropic_errors import UpstreamAnswer, anthropic_error_event, anthropic_e
 
 DEFAULT_VERSION = "2023-06-01"
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
-_DELTA_TEXT = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
+_DELTA_TEXT: dict[str | None, str] = {"text_delta": "text", "input_json_delta": "partial_json", "thinking_delta": "thinking"}
 
 
 def upstream_headers(request: ApiRequest) -> dict[str, str]:
@@ -72,7 +72,7 @@ class PassthroughStream:
 class Messages:
     api = "messages"
     id_prefix = "gen-"
-    keepalive = PING
+    keepalive: bytes | None = PING
 
     def error_response(self, err: GatewayError, headers: dict[str, str] | None = None) -> Response:
         return anthropic_error_response(err, headers)
@@ -119,6 +119,7 @@ class Messages:
         return Rendered(raw, message.get("stop_reason"), completion)
 
     def stream_renderer(self, call: Call) -> PassthroughStream:
+        assert call.plan is not None  # the pipeline renders only planned calls
         return PassthroughStream(call.plan.max_tokens)
 
     def stream_error(self, err: GatewayError) -> bytes:

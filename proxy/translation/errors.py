@@ -96,8 +96,8 @@ def _error_fields(body: Any) -> tuple[str | None, str | None, Mapping]:
         return None, None, {}
     error_type = error.get("type") if isinstance(error.get("type"), str) else None
     message = error.get("message") if isinstance(error.get("message"), str) else None
-    details = error.get("details") if isinstance(error.get("details"), dict) else {}
-    return error_type, message[:_MAX_UPSTREAM_MESSAGE] if message else None, details
+    details = error.get("details")
+    return error_type, message[:_MAX_UPSTREAM_MESSAGE] if message else None, details if isinstance(details, dict) else {}
 
 
 def _retry_headers(headers: Any) -> dict[str, str]:

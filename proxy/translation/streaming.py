@@ -56,9 +56,10 @@ class StreamTranslator:
         self._head = self._base + b'"choices":[{"index":0,"delta":'
         self._usage_null = b',"usage":null' if t.include_usage else b""
         self._tail = b',"logprobs":null,"finish_reason":null}]' + self._usage_null + b"}\n\n"
-        self._tool_index: dict[int, int] = {}  # Anthropic block index → OpenAI tool_calls index
+        # Block indexes are upstream's JSON: an int, or None when missing.
+        self._tool_index: dict[int | None, int] = {}  # Anthropic block index → OpenAI tool_calls index
         self._json_block: int | None = None  # block index of the forced JSON tool
-        self._empty_blocks: set[int] = set()  # tool blocks whose arguments are still empty
+        self._empty_blocks: set[int | None] = set()  # tool blocks whose arguments are still empty
 
     @property
     def usage(self) -> Usage:

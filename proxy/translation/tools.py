@@ -25,6 +25,7 @@ def tooling(body: dict, spec: ModelSpec) -> tuple[list[dict], dict | None, str |
     parallel = opt_bool(body, "parallel_tool_calls")
     json_mode, json_spec = _response_format(body.get("response_format"), spec)
     if json_mode == JSON_TOOL_NAME:
+        assert json_spec is not None  # the forced tool's definition
         if tools:
             raise invalid("response_format cannot be combined with tools on this model (JSON mode is "
                           "emulated with a forced tool).", "response_format")
