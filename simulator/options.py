@@ -64,6 +64,10 @@ _OPTION_PARSERS = {
     "cache_write_5m": _count,
     "cache_write_1h": _count,
     "stop": _one_of(STOP_REASONS),
+    "thinking_words": _positive,
+    "redacted_thinking": _flag,
+    "cache_min": _count,
+    "strict_betas": _flag,
 }
 
 
@@ -85,6 +89,10 @@ class Sim:
     cache_write_5m: int = 0
     cache_write_1h: int = 0
     stop: str | None = None
+    thinking_words: int | None = None
+    redacted_thinking: bool = False
+    cache_min: int | None = None
+    strict_betas: bool = False
 
     def apply(self, spec: str) -> None:
         for item in spec.split(","):

@@ -1,4 +1,11 @@
-"""The deterministic answer to a request: text, tool calls, stop reason and usage."""
+"""The deterministic answer to a request: thinking, text, tool calls, stop reason and usage.
+
+Thinking (when the request turns it on) opens the answer with a signed ``thinking``
+block of ``thinking_words`` words (default by ``output_config.effort``: low 8, medium
+16, high 32, xhigh 48, max 64; never more than ``budget_tokens``), plus a
+``redacted_thinking`` block with the ``redacted_thinking`` marker; thinking counts as
+output tokens and within ``max_tokens``.
+"""
 from __future__ import annotations
 
 import json
@@ -7,11 +14,16 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import cycle, islice
 
+from .caching import CacheUsage
 from .errors import bad
 from .options import MARKER, Sim
 from .schema import example_from_schema
+from .signing import redacted_data, sign_thinking
+from .validate import Request
 
 TOOL_CALL_OVERHEAD_TOKENS = 10
+THINKING_WORDS = {"low": 8, "medium": 16, "high": 32, "xhigh": 48, "max": 64}  # by output_config.effort
+REDACTED_THINKING_TOKENS = 32
 _JSON_REPLY = '{"answer": 42}'
 _TOOL_PREAMBLE = "Let me check."
 _FILLER_WORDS = ["The", "quick", "brown", "fox", "jumps", "over", "the", "lazy", "dog", "while", "the", "simulator",
@@ -42,6 +54,9 @@ class Reply:
     stop_reason: str = "end_turn"
     stop_sequence: str | None = None
     output_tokens: int = 1
+    thinking: str | None = None  # the thinking block's text as sent ("" when display is omitted)
+    signature: str = ""
+    redacted: str | None = None  # a redacted_thinking block's data
 
 
 def new_id(prefix: str) -> str:
@@ -53,10 +68,19 @@ def _filler(words: int) -> str:
     return " ".join(islice(cycle(_FILLER_WORDS), words))
 
 
-def _default_text(last_user_text: str) -> str:
+def _snippet(last_user_text: str) -> str:
     words = MARKER.sub(" ", last_user_text).split()[:6]
-    snippet = " ".join(words).rstrip(".!?,;:") or "your message"
-    return f"Simulated reply to: {snippet}. This is a deterministic answer."
+    return " ".join(words).rstrip(".!?,;:") or "your message"
+
+
+def _default_text(last_user_text: str) -> str:
+    return f"Simulated reply to: {_snippet(last_user_text)}. This is a deterministic answer."
+
+
+def _thinking_text(last_user_text: str, words: int) -> str:
+    intro = f"The user wrote: {_snippet(last_user_text)}. I will answer directly and keep it short."
+    pieces = intro.split(" ")
+    return " ".join(pieces[:words]) if words <= len(pieces) else intro + " " + _filler(words - len(pieces))
 
 
 def _output_schema(req: dict) -> object | None:
@@ -107,29 +131,50 @@ def _earliest_stop(text: str, stop_sequences: object) -> tuple[int, str] | None:
     return min(hits) if hits else None
 
 
-def build_reply(req: dict, sim: Sim, last_user_text: str) -> Reply:
+def _think(reply: Reply, request: Request, sim: Sim) -> int:
+    """The thinking blocks that open the answer; returns the output tokens they use."""
+    thinking = request.thinking
+    if thinking is None:
+        if sim.redacted_thinking:
+            raise bad("x-sim: redacted_thinking needs thinking enabled in the request")
+        return 0
+    words = sim.thinking_words or THINKING_WORDS[thinking.effort or "high"]
+    words = min(words, thinking.budget_tokens or request.max_tokens)
+    text = _thinking_text(request.scan.last_user_text, words)
+    reply.thinking = "" if thinking.display == "omitted" else text
+    reply.signature = sign_thinking(reply.thinking)
+    if not sim.redacted_thinking:
+        return words
+    reply.redacted = redacted_data()
+    return min(words + REDACTED_THINKING_TOKENS, request.max_tokens)
+
+
+def build_reply(request: Request, sim: Sim) -> Reply:
+    """Thinking (when on), then text and/or tool calls, cut to max_tokens and stop_sequences."""
+    req = request.body
     tools, forced = _tool_calls(req, sim)
     if tools:
         text = "" if forced else _TOOL_PREAMBLE
     else:
-        text = _reply_text(req, sim, last_user_text)
+        text = _reply_text(req, sim, request.scan.last_user_text)
     reply = Reply(text, tools, "tool_use" if tools else "end_turn")
+    thinking_tokens = _think(reply, request, sim)
     stop = _earliest_stop(text, req.get("stop_sequences"))
     if stop is not None:
         reply.text, reply.stop_sequence = text[: stop[0]], stop[1]
         reply.tools, reply.stop_reason = [], "stop_sequence"
     words = reply.text.split(" ") if reply.text else []
-    max_tokens = req["max_tokens"]
-    if len(words) > max_tokens:
-        words = words[:max_tokens]
+    room = request.max_tokens - thinking_tokens
+    if len(words) > room:
+        words = words[: max(room, 0)]
         reply.text, reply.tools = " ".join(words), []
         reply.stop_reason, reply.stop_sequence = "max_tokens", None
-    elif len(words) + sum(t.tokens for t in reply.tools) > max_tokens:
+    elif len(words) + sum(t.tokens for t in reply.tools) > room:
         reply.tools, reply.stop_reason = [], "max_tokens"
     if sim.stop:
         reply.stop_reason = sim.stop
         reply.stop_sequence = _forced_stop_sequence(req) if sim.stop == "stop_sequence" else None
-    reply.output_tokens = max(1, len(words) + sum(t.tokens for t in reply.tools))
+    reply.output_tokens = max(1, thinking_tokens + len(words) + sum(t.tokens for t in reply.tools))
     return reply
 
 
@@ -138,15 +183,16 @@ def _forced_stop_sequence(req: dict) -> str:
     return sequences[0] if sequences else _DEFAULT_STOP_SEQUENCE
 
 
-def usage(input_tokens: int, sim: Sim, output_tokens: int) -> dict:
+def usage(input_tokens: int, cache: CacheUsage, sim: Sim, output_tokens: int) -> dict:
+    """``input_tokens`` is the uncached remainder of the prompt; the ``cache_*`` markers add
+    to what the prompt cache reports without changing it."""
+    write_5m = cache.write_5m + sim.cache_write_5m
+    write_1h = cache.write_1h + sim.cache_write_1h
     return {
-        "input_tokens": input_tokens,
-        "cache_creation_input_tokens": sim.cache_write_5m + sim.cache_write_1h,
-        "cache_read_input_tokens": sim.cache_read,
-        "cache_creation": {
-            "ephemeral_5m_input_tokens": sim.cache_write_5m,
-            "ephemeral_1h_input_tokens": sim.cache_write_1h,
-        },
+        "input_tokens": input_tokens - cache.read - cache.write_5m - cache.write_1h,
+        "cache_creation_input_tokens": write_5m + write_1h,
+        "cache_read_input_tokens": cache.read + sim.cache_read,
+        "cache_creation": {"ephemeral_5m_input_tokens": write_5m, "ephemeral_1h_input_tokens": write_1h},
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
@@ -166,6 +212,12 @@ def message(model: str, content: list, stop_reason: str | None, stop_sequence: s
 
 
 def content(reply: Reply) -> list[dict]:
-    content: list[dict] = [{"type": "text", "text": reply.text}] if reply.text else []
-    content.extend({"type": "tool_use", "id": t.id, "name": t.name, "input": t.input} for t in reply.tools)
-    return content
+    blocks: list[dict] = []
+    if reply.thinking is not None:
+        blocks.append({"type": "thinking", "thinking": reply.thinking, "signature": reply.signature})
+    if reply.redacted is not None:
+        blocks.append({"type": "redacted_thinking", "data": reply.redacted})
+    if reply.text:
+        blocks.append({"type": "text", "text": reply.text})
+    blocks.extend({"type": "tool_use", "id": t.id, "name": t.name, "input": t.input} for t in reply.tools)
+    return blocks

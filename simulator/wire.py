@@ -1,4 +1,12 @@
-"""Bytes on the wire: JSON bodies, SSE events in the real order, and the ASGI sends."""
+"""Bytes on the wire: JSON bodies, SSE events in the real order, and the ASGI sends.
+
+Streams: message_start (input usage, ``output_tokens: 1``), per block content_block_start
+/ deltas / content_block_stop with a ``ping`` after the first content_block_start,
+message_delta (stop_reason, cumulative ``output_tokens``), message_stop. Text and
+thinking stream one word per delta; a thinking block ends with its ``signature_delta``;
+redacted thinking arrives whole in its content_block_start; tool inputs stream as
+``input_json_delta`` fragments. Each event is its own ASGI body message.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -34,11 +42,15 @@ def _delta_head(index: int, delta_type: bytes, field_name: bytes) -> bytes:
     )
 
 
-def _block_events(index: int, start_block: dict, delta_type: bytes, field_name: bytes, pieces) -> list[bytes]:
-    head = _delta_head(index, delta_type, field_name)
+def _block_events(index: int, block: tuple) -> list[bytes]:
+    start_block, delta_type, field_name, pieces, last_delta = block
     start = {"type": "content_block_start", "index": index, "content_block": start_block}
     events = [_event("content_block_start", start)]
-    events.extend(head + orjson.dumps(piece) + b"}}\n\n" for piece in pieces)
+    if pieces:
+        head = _delta_head(index, delta_type, field_name)
+        events.extend(head + orjson.dumps(piece) + b"}}\n\n" for piece in pieces)
+    if last_delta:
+        events.append(_event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": last_delta}))
     events.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
     return events
 
@@ -57,15 +69,22 @@ def stream_events(model: str, reply: Reply, usage: dict) -> list[bytes]:
     start_usage = {**usage, "output_tokens": 1}
     start = message(model, [], None, None, start_usage)
     events = [_event("message_start", {"type": "message_start", "message": start})]
-    blocks = []
+    blocks = []  # (content_block_start block, delta type, delta field, pieces, final delta)
+    if reply.thinking is not None:
+        signature = {"type": "signature_delta", "signature": reply.signature}
+        pieces = _text_pieces(reply.thinking)  # one empty thinking_delta when display is "omitted"
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, b"thinking_delta", b"thinking", pieces,
+                       signature))
+    if reply.redacted is not None:  # arrives whole in content_block_start
+        blocks.append(({"type": "redacted_thinking", "data": reply.redacted}, b"", b"", (), None))
     if reply.text:
-        blocks.append(({"type": "text", "text": ""}, b"text_delta", b"text", _text_pieces(reply.text)))
+        blocks.append(({"type": "text", "text": ""}, b"text_delta", b"text", _text_pieces(reply.text), None))
     for tool in reply.tools:
         start_block = {"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}
-        blocks.append((start_block, b"input_json_delta", b"partial_json", _json_pieces(tool.input_json)))
-    for index, (start_block, delta_type, field_name, pieces) in enumerate(blocks):
-        block = _block_events(index, start_block, delta_type, field_name, pieces)
-        events.extend(block if index else [block[0], _PING, *block[1:]])
+        blocks.append((start_block, b"input_json_delta", b"partial_json", _json_pieces(tool.input_json), None))
+    for index, block in enumerate(blocks):
+        block_events = _block_events(index, block)
+        events.extend(block_events if index else [block_events[0], _PING, *block_events[1:]])
     if not blocks:
         events.append(_PING)
     events.append(
