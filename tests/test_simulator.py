@@ -41,8 +41,8 @@ TIME = {
 }
 
 
-@pytest.fixture(scope="module")
-def base_url():
+def running_simulator():
+    """Serve ``simulator.app`` in this process on a free port; yields its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -66,6 +66,11 @@ def base_url():
     server.should_exit = True
     thread.join(5)
     sock.close()
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    yield from running_simulator()
 
 
 @pytest.fixture(scope="module")
