@@ -23,7 +23,7 @@ KNOWN_BETAS = frozenset({
     "dreaming-2026-04-21", "thinking-token-count-2026-05-13", "server-side-fallback-2026-06-01",
     "server-side-fallback-2026-07-01", "fallback-credit-2026-06-01", "fallback-credit-2026-07-01",
     "agent-memory-2026-07-22", "mid-conversation-tool-changes-2026-07-01",
-    # sent by Claude Code and other clients (shared/reference/clients-and-protocols.md §1)
+    # sent by Claude Code (reference notes; all of 2.1.332's are here) and other clients
     "claude-code-20250219", "fine-grained-tool-streaming-2025-05-14", "prompt-caching-scope-2026-01-05",
     "advanced-tool-use-2025-11-20", "structured-outputs-2025-11-13", "effort-2025-11-24", "oauth-2025-04-20",
     "web-fetch-2025-09-10", "search-results-2025-06-09",

@@ -3,12 +3,14 @@
 ``cache_control`` is validated like the real API (``{"type": "ephemeral", "ttl"?: "5m" |
 "1h"}``, at most 4 breakpoints, no 1h breakpoint after a 5m one in the order tools →
 system → messages). The cache is per process: the key of a breakpoint is a hash of the
-model and of every block up to it (``cache_control`` itself excluded), kept for its TTL
-and refreshed on each hit. A request reads the longest cached prefix found at one of its
-breakpoints or up to 20 blocks before one (the real API's lookback), and writes the rest
-up to each later breakpoint, split into 5m and 1h writes by that breakpoint's TTL.
-Prefixes shorter than the minimum (``SIM_CACHE_MIN_TOKENS``, default 1, or the
-``cache_min=N`` marker; the real API needs 1024+) are not cached.
+model and of every block up to it (``cache_control`` itself excluded; the thinking
+setting counts from the first message on, so changing it invalidates cached messages but
+not tools and system, as in the real API), kept for its TTL and refreshed on each hit.
+A request reads the longest cached prefix found at one of its breakpoints or up to 20
+blocks before one (the real API's lookback), and writes the rest up to each later
+breakpoint, split into 5m and 1h writes by that breakpoint's TTL. Prefixes shorter than
+the minimum (``SIM_CACHE_MIN_TOKENS``, default 1, or the ``cache_min=N`` marker; the real
+API needs 1024+) are not cached.
 """
 from __future__ import annotations
 
@@ -100,10 +102,14 @@ def _canonical(block: object) -> object:
     return plain
 
 
-def _prefix_digests(model: str, units: list[Unit]) -> list[bytes]:
+def _prefix_digests(model: str, thinking: object, units: list[Unit]) -> list[bytes]:
     running = hashlib.blake2b(model.encode(), digest_size=16)
     digests = []
+    in_messages = False
     for unit in units:
+        if unit.message >= 0 and not in_messages:  # the thinking settings are part of the messages' prefix
+            running.update(orjson.dumps(thinking))
+            in_messages = True
         running.update(orjson.dumps([unit.role, unit.message, _canonical(unit.block)]))
         digests.append(running.copy().digest())
     return digests
@@ -126,14 +132,17 @@ def _keep(digest: bytes, ttl: str, now: float) -> None:
     _store[digest] = (now + TTL_SECONDS[ttl], ttl)
 
 
-def account(model: str, units: list[Unit], breakpoints: list[Breakpoint], min_tokens: int) -> CacheUsage:
-    """Read the longest cached prefix, write the rest up to each later breakpoint."""
+def account(model: str, thinking: object, units: list[Unit], breakpoints: list[Breakpoint],
+            min_tokens: int) -> CacheUsage:
+    """Read the longest cached prefix, write the rest up to each later breakpoint.
+    ``thinking`` is the request's thinking setting: changing it invalidates the cached
+    messages (tools and system stay cached), as in the real API."""
     if not breakpoints:
         return NO_CACHE
     usage = CacheUsage()
     now = time.monotonic()
     points = sorted(breakpoints, key=lambda point: point.unit)
-    digests = _prefix_digests(model, units[: points[-1].unit + 1])
+    digests = _prefix_digests(model, thinking, units[: points[-1].unit + 1])
     hit = -1
     for point in points:
         for position in range(point.unit, max(point.unit - LOOKBACK_BLOCKS, hit + 1) - 1, -1):

@@ -1,6 +1,6 @@
 """The models ``GET /v1/models`` lists, and which thinking forms a model accepts.
 
-Thinking follows Anthropic's model pages (shared/reference/wire-format.md §10): Opus 4.7
+Thinking follows Anthropic's model pages (docs/wire-format.md §5.4 and §10): Opus 4.7
 and later take only ``{"type": "adaptive"}``; Opus 4.6 and Sonnet 4.6 take both forms;
 older models only ``{"type": "enabled", "budget_tokens"}``. Ids the simulator does not
 know accept both, since it answers any model id.

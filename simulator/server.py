@@ -1,8 +1,9 @@
 """A fast, deterministic fake of Anthropic's Messages API, as strict as the real one.
 
 A raw ASGI application (no framework), byte-compatible with the real wire format
-(see /work/shared/fixtures/anthropic/) so the official ``anthropic`` SDKs and Claude Code
-parse it. Used by the test suite, by ``make run`` without an API key and by the benchmark.
+(tests/fixtures/anthropic/ holds recorded shapes) so the official ``anthropic`` SDKs and
+Claude Code parse it. Used by the test suite, by ``make run`` without an API key and by
+the benchmark.
 
 Start it::
 
@@ -188,7 +189,8 @@ async def _messages(scope, receive, send, request_id: bytes, entry: recorder.Rec
     cache = caching.NO_CACHE
     if scan.breakpoints:
         min_tokens = caching.MIN_TOKENS if sim.cache_min is None else sim.cache_min
-        cache = caching.account(request.model, scan.units, scan.breakpoints, min_tokens)
+        thinking = request.thinking and (request.thinking.type, request.thinking.budget_tokens)
+        cache = caching.account(request.model, thinking, scan.units, scan.breakpoints, min_tokens)
     usage = replies.usage(scan.input_tokens, cache, sim, reply.output_tokens)
     entry.status = 200  # recorded before a long stream ends
     if request.stream:

@@ -293,6 +293,24 @@ def test_growing_conversation_reads_the_previous_turn(client):
     assert second.cache_creation.ephemeral_5m_input_tokens == ceil4(prompt) - ceil4(len(first_text))
 
 
+def test_changing_thinking_invalidates_cached_messages_not_system(client):
+    system_text = f"Stable system {tag()} " + "s" * 100
+    system = [{"type": "text", "text": system_text, "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Question " + "q" * 100,
+                                              "cache_control": {"type": "ephemeral"}}]}]
+
+    def ask(**thinking):
+        return client.messages.create(model=MODEL, max_tokens=2000, system=system, messages=messages, **thinking).usage
+
+    everything = ceil4(len(system_text) + 109)
+    assert ask().cache_creation_input_tokens == everything
+    assert ask().cache_read_input_tokens == everything
+    with_thinking = ask(thinking=THINKING)
+    assert with_thinking.cache_read_input_tokens == ceil4(len(system_text))
+    assert with_thinking.cache_creation.ephemeral_5m_input_tokens == everything - ceil4(len(system_text))
+    assert ask(thinking=THINKING).cache_read_input_tokens == everything
+
+
 def test_top_level_cache_control_marks_the_last_block(client, base_url):
     kwargs = dict(model=MODEL, max_tokens=50, system=f"Automatic {tag()}", messages=user("Cache all of this"),
                   cache_control={"type": "ephemeral", "ttl": "1h"})
