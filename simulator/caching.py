@@ -46,7 +46,7 @@ class Unit:
 class Breakpoint:
     unit: int  # index into the units
     ttl: str
-    where: str  # for error messages, e.g. "messages.0.content.4"
+    where: str  # its cache_control, for error messages, e.g. "messages.0.content.4.cache_control"
 
 
 @dataclass(slots=True)
@@ -87,7 +87,7 @@ def check_breakpoints(breakpoints: list[Breakpoint]) -> None:
     seen_5m = False
     for point in sorted(breakpoints, key=lambda point: point.unit):
         if point.ttl == "1h" and seen_5m:
-            raise bad(f"{point.where}.cache_control.ttl: a ttl='1h' cache_control block must not come after a "
+            raise bad(f"{point.where}.ttl: a ttl='1h' cache_control block must not come after a "
                       f"ttl='5m' cache_control block. {_ORDER_NOTE}")
         seen_5m = seen_5m or point.ttl == "5m"
 

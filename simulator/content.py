@@ -50,7 +50,7 @@ class Scan:
         self.units.append(Unit(role, message, block, -(-self.text_bytes // 4) + IMAGE_TOKENS * self.images))
         if self._pending:
             index = len(self.units) - 1
-            self.breakpoints.extend(Breakpoint(index, ttl, where) for ttl in self._pending)
+            self.breakpoints.extend(Breakpoint(index, ttl, f"{where}.cache_control") for ttl in self._pending)
             self._pending.clear()
 
     def _cache_control(self, block: dict, path: str) -> None:

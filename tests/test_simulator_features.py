@@ -353,6 +353,9 @@ def _system(*ttls: str) -> list[dict]:
         ({"tools": [{**WEATHER, "cache_control": {"type": "ephemeral"}}], "system": _system("1h")},
          "system.0.cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m' cache_control "
          "block. Note that blocks are processed in the following order: `tools`, `system`, `messages`."),
+        ({"system": _system("5m"), "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+         "cache_control.ttl: a ttl='1h' cache_control block must not come after a ttl='5m' cache_control block. "
+         "Note that blocks are processed in the following order: `tools`, `system`, `messages`."),
         ({"messages": [{"role": "user", "content": [
             {"type": "text", "text": "Hi", "cache_control": {"type": "ephemeral", "ttl": "10m"}}]}]},
          "messages.0.content.0.text.cache_control.ephemeral.ttl: Input should be '5m' or '1h'"),
