@@ -18,7 +18,8 @@ carries ``request-id: req_...``; anything else -> 404 in Anthropic's error shape
   ``/v1/messages`` counts it (its ``input_tokens`` + cache writes + cache reads).
 - ``GET /v1/models`` (``limit``, ``after_id``, ``before_id``) and ``GET /v1/models/{id}``
   in Anthropic's shape.
-- ``GET /_sim/requests?last=N`` — the last N requests received (simulator/recorder.py).
+- ``GET /_sim/requests?last=N`` — the last N requests received, all kept when N is omitted
+  (simulator/recorder.py).
 - ``DELETE /_sim/cache`` — forget the prompt cache; ``GET /healthz`` -> 200 ``ok``.
 
 Validation (400 ``invalid_request_error`` naming the field, in the real API's words):

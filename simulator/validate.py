@@ -23,6 +23,7 @@ COUNT_TOKENS_FIELDS = frozenset({
 })
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
 TOOL_CHOICES = ("auto", "any", "tool", "none")
+_THINKING_KEYS = {"enabled": ("type", "budget_tokens", "display"), "adaptive": ("type", "display"), "disabled": ("type",)}
 MIN_THINKING_BUDGET = 1024
 _DOCS = "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 _CONSIDERATIONS = f"{_DOCS}#important-considerations-when-using-extended-thinking"
@@ -162,6 +163,9 @@ def _thinking(req: dict, model: str, max_tokens: int | None) -> Thinking | None:
     if kind not in ("enabled", "disabled", "adaptive"):
         raise bad(f"thinking: Input tag {kind!r} found using 'type' does not match any of the expected tags: "
                   "'enabled', 'disabled', 'adaptive'")
+    for key in config:
+        if key not in _THINKING_KEYS[kind]:
+            raise bad(f"thinking.{kind}.{key}: Extra inputs are not permitted")
     if kind == "disabled":
         return None
     display = config.get("display") or "summarized"

@@ -202,6 +202,8 @@ def test_final_assistant_message_with_thinking_needs_thinking(client):
         ({"thinking": {"type": "enabled", "budget_tokens": 1000}},
          "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"),
         ({"thinking": {"type": "enabled"}}, "thinking.enabled.budget_tokens: Field required"),
+        ({"thinking": {"type": "adaptive", "budget_tokens": 2048}},
+         "thinking.adaptive.budget_tokens: Extra inputs are not permitted"),
         ({"thinking": {"type": "enabled", "budget_tokens": 4000}},
          "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation at "
          "https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size"),
