@@ -131,7 +131,7 @@ def _earliest_stop(text: str, stop_sequences: object) -> tuple[int, str] | None:
     return min(hits) if hits else None
 
 
-def _think(reply: Reply, request: Request, sim: Sim) -> int:
+def _think(reply: Reply, request: Request, sim: Sim, max_tokens: int) -> int:
     """The thinking blocks that open the answer; returns the output tokens they use."""
     thinking = request.thinking
     if thinking is None:
@@ -139,32 +139,34 @@ def _think(reply: Reply, request: Request, sim: Sim) -> int:
             raise bad("x-sim: redacted_thinking needs thinking enabled in the request")
         return 0
     words = sim.thinking_words or THINKING_WORDS[thinking.effort or "high"]
-    words = min(words, thinking.budget_tokens or request.max_tokens)
+    words = min(words, thinking.budget_tokens or max_tokens)
     text = _thinking_text(request.scan.last_user_text, words)
     reply.thinking = "" if thinking.display == "omitted" else text
     reply.signature = sign_thinking(reply.thinking)
     if not sim.redacted_thinking:
         return words
     reply.redacted = redacted_data()
-    return min(words + REDACTED_THINKING_TOKENS, request.max_tokens)
+    return min(words + REDACTED_THINKING_TOKENS, max_tokens)
 
 
 def build_reply(request: Request, sim: Sim) -> Reply:
     """Thinking (when on), then text and/or tool calls, cut to max_tokens and stop_sequences."""
-    req = request.body
+    req, max_tokens = request.body, request.max_tokens
+    if max_tokens is None:
+        raise ValueError("a count_tokens request gets no reply")
     tools, forced = _tool_calls(req, sim)
     if tools:
         text = "" if forced else _TOOL_PREAMBLE
     else:
         text = _reply_text(req, sim, request.scan.last_user_text)
     reply = Reply(text, tools, "tool_use" if tools else "end_turn")
-    thinking_tokens = _think(reply, request, sim)
+    thinking_tokens = _think(reply, request, sim, max_tokens)
     stop = _earliest_stop(text, req.get("stop_sequences"))
     if stop is not None:
         reply.text, reply.stop_sequence = text[: stop[0]], stop[1]
         reply.tools, reply.stop_reason = [], "stop_sequence"
     words = reply.text.split(" ") if reply.text else []
-    room = request.max_tokens - thinking_tokens
+    room = max_tokens - thinking_tokens
     if len(words) > room:
         words = words[: max(room, 0)]
         reply.text, reply.tools = " ".join(words), []

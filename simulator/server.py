@@ -266,14 +266,8 @@ async def app(scope, receive, send) -> None:
     path, method = scope["path"], scope["method"]
     entry = recorder.start(scope, request_id) if path.startswith("/v1/") else None
     try:
-        if path == "/v1/messages" and method == "POST":
-            await _messages(scope, receive, send, request_id, entry)
-        elif path == "/v1/messages/count_tokens" and method == "POST":
-            await _count_tokens(scope, receive, send, request_id, entry)
-        elif path == "/v1/models" and method == "GET":
-            await _models(scope, send, request_id)
-        elif path.startswith(_MODELS_PREFIX) and method == "GET":
-            await _model(scope, send, request_id)
+        if entry is not None:
+            await _api(scope, receive, send, request_id, entry)
         elif path == "/healthz" and method in ("GET", "HEAD"):
             await respond(send, 200, b"ok", [(b"content-type", b"text/plain")], request_id)
         elif path == "/_sim/requests" and method == "GET":
@@ -290,6 +284,21 @@ async def app(scope, receive, send) -> None:
     else:
         if entry is not None:
             entry.status = 200
+
+
+async def _api(scope, receive, send, request_id: bytes, entry: recorder.Recorded) -> None:
+    """The Anthropic API routes (recorded)."""
+    path, method = scope["path"], scope["method"]
+    if path == "/v1/messages" and method == "POST":
+        await _messages(scope, receive, send, request_id, entry)
+    elif path == "/v1/messages/count_tokens" and method == "POST":
+        await _count_tokens(scope, receive, send, request_id, entry)
+    elif path == "/v1/models" and method == "GET":
+        await _models(scope, send, request_id)
+    elif path.startswith(_MODELS_PREFIX) and method == "GET":
+        await _model(scope, send, request_id)
+    else:
+        raise SimError(404, "Not Found", "not_found_error")
 
 
 # --------------------------------------------------------------------------- CLI

@@ -10,6 +10,7 @@ redacted thinking arrives whole in its content_block_start; tool inputs stream a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import orjson
 
@@ -69,7 +70,8 @@ def stream_events(model: str, reply: Reply, usage: dict) -> list[bytes]:
     start_usage = {**usage, "output_tokens": 1}
     start = message(model, [], None, None, start_usage)
     events = [_event("message_start", {"type": "message_start", "message": start})]
-    blocks = []  # (content_block_start block, delta type, delta field, pieces, final delta)
+    # (content_block_start block, delta type, delta field, pieces, final delta)
+    blocks: list[tuple[dict, bytes, bytes, Sequence[str], dict | None]] = []
     if reply.thinking is not None:
         signature = {"type": "signature_delta", "signature": reply.signature}
         pieces = _text_pieces(reply.thinking)  # one empty thinking_delta when display is "omitted"
