@@ -40,7 +40,9 @@ def test_claude_code_answers_through_the_gateway_and_is_billed(live, tmp_path):
     assert output["is_error"] is False and "Simulated reply" in output["result"], output
     record = wait_until(lambda: RequestRecord.objects.filter(api_key=live.issued.api_key, api="messages").first())
     assert record.status == "success" and record.streamed and record.requested_model == "claude-sonnet-4-6"
-    assert record.input_tokens > 1000  # Claude Code's system prompt and tools went upstream unchanged
+    # Claude Code's system prompt and tools went upstream unchanged; it marks them for caching,
+    # so most of the prompt is a cache write (billed at 1.25× input), not uncached input
+    assert record.tokens.prompt_tokens > 1000 and record.cache_write_5m_tokens > 1000
     charge = live.charge_of(record.generation_id)
     assert charge.amount > 0 and charge.request.end_user  # metadata.user_id, kept for attribution
 

@@ -232,3 +232,11 @@ def test_a_model_row_added_by_an_operator_is_served_at_once(live):
     generation_id = wait_until(served, timeout=5, interval=0.2).headers["x-generation-id"]
     record = live.record_of(generation_id)
     assert live.charge_of(generation_id).amount == exact_cost(record) > 0
+
+
+def test_count_tokens_is_forwarded_and_never_billed(live):
+    before = RequestRecord.objects.count()
+    counted = sdk(live).messages.count_tokens(model="anthropic/claude-sonnet-4-6",
+                                              messages=[{"role": "user", "content": "Count me"}])
+    assert counted.input_tokens > 0
+    assert RequestRecord.objects.count() == before  # never recorded, never billed
