@@ -20,6 +20,13 @@ class Model(models.Model):
         DEPRECATED = "deprecated", "Deprecated"
         RETIRED = "retired", "Retired upstream"
 
+    class ThinkingMode(models.TextChoices):
+        """How reasoning requests reach this model (reasoning_effort, reasoning.*)."""
+
+        NONE = "none", "No extended thinking"
+        ENABLED = "enabled", "thinking.type enabled + budget_tokens"
+        ADAPTIVE = "adaptive", "thinking.type adaptive + output_config.effort"
+
     public_id = models.CharField(max_length=100, unique=True, help_text="e.g. claude-sonnet-4-6")
     aliases = models.JSONField(default=list, blank=True, help_text='e.g. ["anthropic/claude-sonnet-4-6"]')
     upstream_id = models.CharField(max_length=100, help_text="model id sent to Anthropic")
@@ -30,7 +37,10 @@ class Model(models.Model):
     accepts_temperature_with_top_p = models.BooleanField(default=False)
     structured_output = models.BooleanField(default=False, help_text="native JSON-schema output")
     prefill = models.BooleanField(default=True, help_text="accepts a trailing assistant message")
-    thinking = models.BooleanField(default=False)
+    thinking_mode = models.CharField(
+        max_length=10, choices=ThinkingMode.choices, default=ThinkingMode.NONE,
+        help_text="the form of extended thinking the model accepts upstream",
+    )
     lifecycle = models.CharField(max_length=12, choices=Lifecycle.choices, default=Lifecycle.ACTIVE)
     retired_on = models.DateField(null=True, blank=True)
     successor = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")

@@ -72,7 +72,7 @@ def load_catalog() -> Catalog:
             public_id=m.public_id, upstream_id=m.upstream_id, context_window=m.context_window,
             max_output_tokens=m.max_output_tokens, accepts_sampling=m.accepts_sampling,
             accepts_temperature_with_top_p=m.accepts_temperature_with_top_p,
-            structured_output=m.structured_output, prefill=m.prefill, thinking=m.thinking,
+            structured_output=m.structured_output, prefill=m.prefill, thinking_mode=m.thinking_mode,
         )
         entries.append(CatalogEntry(
             model_id=m.pk, spec=spec, tier=m.tier, aliases=tuple(m.aliases or ()),

@@ -22,4 +22,11 @@ class ModelSpec:
     structured_output: bool = False
     # A trailing assistant message (prefill) is accepted.
     prefill: bool = True
-    thinking: bool = False
+    # How the model takes extended thinking (billing.models.Model.ThinkingMode):
+    # "enabled" ({type: enabled, budget_tokens}), "adaptive" ({type: adaptive} with
+    # output_config.effort; Opus 4.7 takes nothing else) or "none".
+    thinking_mode: str = "none"
+
+    @property
+    def thinking(self) -> bool:
+        return self.thinking_mode != "none"

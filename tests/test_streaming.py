@@ -203,7 +203,8 @@ def test_usage_chunk_is_last_before_done(name, prompt, completion):
     assert last["choices"] == []
     assert last["usage"] == {"prompt_tokens": prompt, "completion_tokens": completion,
                              "total_tokens": prompt + completion,
-                             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                             "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0,
+                                                       "audio_tokens": 0},
                              "completion_tokens_details": {"reasoning_tokens": 0}}
     assert all("usage" in c and c["usage"] is None for c in chunks[:-1])
 
@@ -249,15 +250,19 @@ def test_tool_with_empty_arguments_gets_an_empty_object():
     assert tool_calls_of(parse_sse(raw)[0])[0]["arguments"] == "{}"
 
 
-def test_thinking_and_signature_deltas_are_not_forwarded():
+def test_excluded_thinking_and_signature_deltas_are_not_forwarded():
     stream = events(block_start(0, {"type": "thinking", "thinking": "", "signature": ""}),
                     block_delta(0, {"type": "thinking_delta", "thinking": "secret"}),
                     block_delta(0, {"type": "signature_delta", "signature": "sig"}), block_stop(0),
                     block_start(1, {"type": "text", "text": ""}),
                     block_delta(1, {"type": "text_delta", "text": "The GCD is 21."}), block_stop(1)) + stop()
-    raw, _ = replay(stream)
-    assert b"secret" not in raw and b"sig" not in raw
+    t = translate_request({"model": REQUESTED, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                           "reasoning": {"effort": "low", "exclude": True}},
+                          ModelSpec(public_id="t", upstream_id="t", thinking_mode="enabled"), requested_model=REQUESTED)
+    raw, translator = replay(stream, t)
+    assert b"secret" not in raw and b"sig" not in raw and b"reasoning" not in raw
     assert text_of(parse_sse(raw)[0]) == "The GCD is 21."
+    assert translator.meter.delivered_chars == len("The GCD is 21.")
 
 
 def test_tool_index_counts_tools_after_a_thinking_block():

@@ -39,7 +39,8 @@ STRUCTURED = ModelSpec(public_id="s", upstream_id="s-up", structured_output=True
 PAIR_OK = ModelSpec(public_id="p", upstream_id="p-up", accepts_temperature_with_top_p=True)
 FIXED_SAMPLING = ModelSpec(public_id="o", upstream_id="o-up", accepts_sampling=False)
 NO_PREFILL = ModelSpec(public_id="n", upstream_id="n-up", prefill=False)
-THINKING = ModelSpec(public_id="t", upstream_id="t-up", thinking=True)
+THINKING = ModelSpec(public_id="t", upstream_id="t-up", thinking_mode="enabled")
+ADAPTIVE = ModelSpec(public_id="a", upstream_id="a-up", thinking_mode="adaptive", accepts_sampling=False)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
@@ -1019,7 +1020,7 @@ def test_openai_usage_counts_every_input_class_exactly_once():
     assert u.input_tokens + u.cache_write_5m + u.cache_write_1h + u.cache_read == 238 + 300 + 1024
     assert openai_usage(u) == {
         "prompt_tokens": 1562, "completion_tokens": 41, "total_tokens": 1603,
-        "prompt_tokens_details": {"cached_tokens": 1024, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": 1024, "cache_write_tokens": 300, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0}}
 
 

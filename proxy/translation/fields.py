@@ -5,6 +5,8 @@ import math
 
 from proxy.errors import GatewayError, invalid
 
+DEFAULT_MAX_TOKENS = 1024  # output tokens when the client sets no maximum
+
 
 def unsupported(message: str, param: str) -> GatewayError:
     return invalid(message, param, code="unsupported_parameter")

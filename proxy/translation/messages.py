@@ -10,8 +10,10 @@ import orjson
 from proxy.errors import invalid
 from proxy.modelspec import ModelSpec
 
+from .caching import Breakpoints
 from .fields import unsupported, wrong_type
 from .images import image_block
+from .reasoning import thinking_blocks
 
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
@@ -28,12 +30,14 @@ _UNSUPPORTED_PARTS = {
 
 # --- messages ------------------------------------------------------------------------------
 
-def translate_messages(raw: Any) -> tuple[list[dict], list[dict]]:
+def translate_messages(raw: Any, marks: Breakpoints | None = None) -> tuple[list[dict], list[dict]]:
     """Hoist system/developer messages, translate the rest and merge same-role turns.
 
     A user turn keeps its ``tool_result`` blocks first (Anthropic's rule, §5.4), so
     ``tool`` and ``user`` messages in a row become one user turn: results, then the rest.
+    ``cache_control`` on parts and messages is put on the blocks and collected in ``marks``.
     """
+    marks = Breakpoints() if marks is None else marks
     if not isinstance(raw, list) or not raw:
         raise invalid("messages must be a non-empty array.", "messages")
     system: list[dict] = []
@@ -45,18 +49,23 @@ def translate_messages(raw: Any) -> tuple[list[dict], list[dict]]:
         role = message.get("role")
         results: list[dict] = []
         if role in ("system", "developer"):
-            system.extend(_content_blocks(message.get("content"), f"{where}.content", _SYSTEM_PARTS))
+            blocks = _content_blocks(message.get("content"), f"{where}.content", _SYSTEM_PARTS, marks, "system")
+            _mark_message(message, blocks, where, marks, "system")
+            system.extend(blocks)
             continue
         if role == "user":
-            blocks = _content_blocks(message.get("content"), f"{where}.content", _USER_PARTS)
+            blocks = _content_blocks(message.get("content"), f"{where}.content", _USER_PARTS, marks)
             if not blocks:
                 raise invalid(f"{where}.content must be non-empty.", f"{where}.content")
+            _mark_message(message, blocks, where, marks)
         elif role == "assistant":
-            blocks = _assistant_blocks(message, where)
+            blocks = _assistant_blocks(message, where, marks)
             if not blocks:
                 continue
+            _mark_message(message, blocks, where, marks)
         elif role == "tool":
-            results, blocks = [_tool_result_block(message, where)], []
+            results, blocks = [_tool_result_block(message, where, marks)], []
+            _mark_message(message, results, where, marks)
         elif role == "function":
             raise unsupported("The deprecated 'function' role is not supported; send tool results "
                                "as role 'tool' with a tool_call_id.", f"{where}.role")
@@ -74,9 +83,21 @@ def translate_messages(raw: Any) -> tuple[list[dict], list[dict]]:
     return system, [{"role": role, "content": results + blocks} for role, results, blocks in turns]
 
 
-def _content_blocks(content: Any, where: str, allowed: frozenset[str]) -> list[dict]:
+def _mark_message(message: dict, blocks: list[dict], where: str, marks: Breakpoints,
+                  section: str = "messages") -> None:
+    """A message-level ``cache_control`` (LiteLLM's spelling) marks the message's last block."""
+    value = message.get("cache_control")
+    if value is None:
+        return
+    if not blocks:
+        raise invalid(f"{where}.cache_control needs a message with content.", f"{where}.cache_control")
+    marks.mark(blocks[-1], value, f"{where}.cache_control", section)
+
+
+def _content_blocks(content: Any, where: str, allowed: frozenset[str], marks: Breakpoints,
+                    section: str = "messages") -> list[dict]:
     """String or content parts → Anthropic blocks; whitespace-only text is dropped
-    (Anthropic rejects empty text blocks)."""
+    (Anthropic rejects empty text blocks), unless it carries a cache breakpoint (a 400)."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content.strip() else []
     if content is None:
@@ -93,31 +114,38 @@ def _content_blocks(content: Any, where: str, allowed: frozenset[str]) -> list[d
             message = _UNSUPPORTED_PARTS.get(kind, f"Content part type {kind[:64]!r} is not allowed here.")
             raise invalid(message, part_where, code="unsupported_value")
         if kind == "image_url":
-            blocks.append(image_block(part.get("image_url"), f"{part_where}.image_url"))
-            continue
-        text = part.get(kind)  # a text part carries "text", a refusal part "refusal"
-        if not isinstance(text, str):
-            raise wrong_type(f"{part_where}.{kind} must be a string.", f"{part_where}.{kind}")
-        if text.strip():
-            blocks.append({"type": "text", "text": text})
+            block = image_block(part.get("image_url"), f"{part_where}.image_url")
+        else:
+            text = part.get(kind)  # a text part carries "text", a refusal part "refusal"
+            if not isinstance(text, str):
+                raise wrong_type(f"{part_where}.{kind} must be a string.", f"{part_where}.{kind}")
+            if not text.strip():
+                if part.get("cache_control") is not None:
+                    raise invalid(f"{part_where}: a cache breakpoint needs a non-empty text part.",
+                                  f"{part_where}.cache_control")
+                continue
+            block = {"type": "text", "text": text}
+        marks.mark(block, part.get("cache_control"), f"{part_where}.cache_control", section)
+        blocks.append(block)
     return blocks
 
 
 
-def _assistant_blocks(message: dict, where: str) -> list[dict]:
-    """Text blocks first, then one ``tool_use`` per tool call (§11.5)."""
+def _assistant_blocks(message: dict, where: str, marks: Breakpoints) -> list[dict]:
+    """Thinking blocks (from ``reasoning_details``) first, then text, then one ``tool_use``
+    per tool call (§11.5). Thinking alone, with no answer, is no turn (it is dropped)."""
     if message.get("function_call") is not None:
         raise unsupported("The deprecated assistant 'function_call' is not supported; use 'tool_calls'.",
                            f"{where}.function_call")
-    blocks = _content_blocks(message.get("content"), f"{where}.content", _ASSISTANT_PARTS)
+    thinking = thinking_blocks(message.get("reasoning_details"), f"{where}.reasoning_details")
+    blocks = _content_blocks(message.get("content"), f"{where}.content", _ASSISTANT_PARTS, marks)
     tool_calls = message.get("tool_calls")
-    if tool_calls is None:
-        return blocks
-    if not isinstance(tool_calls, list):
-        raise wrong_type(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
-    for j, call in enumerate(tool_calls):
-        blocks.append(_tool_use_block(call, f"{where}.tool_calls[{j}]"))
-    return blocks
+    if tool_calls is not None:
+        if not isinstance(tool_calls, list):
+            raise wrong_type(f"{where}.tool_calls must be an array.", f"{where}.tool_calls")
+        for j, call in enumerate(tool_calls):
+            blocks.append(_tool_use_block(call, f"{where}.tool_calls[{j}]"))
+    return thinking + blocks if blocks else []
 
 
 def _tool_use_block(call: Any, where: str) -> dict:
@@ -170,7 +198,7 @@ def tool_name(name: Any, where: str) -> str:
     return name
 
 
-def _tool_result_block(message: dict, where: str) -> dict:
+def _tool_result_block(message: dict, where: str, marks: Breakpoints) -> dict:
     block: dict[str, Any] = {"type": "tool_result",
                              "tool_use_id": _tool_id(message.get("tool_call_id"), f"{where}.tool_call_id")}
     content = message.get("content")
@@ -178,7 +206,7 @@ def _tool_result_block(message: dict, where: str) -> dict:
         if content.strip():
             block["content"] = content
     else:
-        blocks = _content_blocks(content, f"{where}.content", _TOOL_PARTS)
+        blocks = _content_blocks(content, f"{where}.content", _TOOL_PARTS, marks)
         if blocks:
             block["content"] = blocks
     return block
@@ -193,13 +221,6 @@ def history_stub_tools(messages: list[dict]) -> list[dict]:
              "input_schema": {"type": "object"}} for name in names]
 
 
-def last_assistant_calls_tools(messages: list[dict]) -> bool:
-    for message in reversed(messages):
-        if message["role"] == "assistant":
-            return any(block["type"] == "tool_use" for block in message["content"])
-    return False
-
-
 def finish_prefill(messages: list[dict], spec: ModelSpec, *, thinking: bool) -> None:
     """A trailing assistant message is a prefill: allowed only where the model accepts it,
     never with thinking, and it must not end in whitespace (Anthropic rejects that)."""
@@ -210,8 +231,7 @@ def finish_prefill(messages: list[dict], spec: ModelSpec, *, thinking: bool) -> 
         raise invalid("This model does not support prefill: the last message must not be an "
                       "assistant message.", "messages")
     if thinking:
-        raise invalid("A final assistant message (prefill) cannot be combined with reasoning_effort.",
-                      "messages")
+        raise invalid("A final assistant message (prefill) cannot be combined with reasoning.", "messages")
     tail = last["content"][-1]
     if tail["type"] == "text":
         tail["text"] = tail["text"].rstrip()

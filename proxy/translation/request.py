@@ -24,11 +24,26 @@ Every malformed body becomes a 400 ``GatewayError`` naming the field; no ``KeyEr
   ``json_schema`` uses native ``output_config.format`` when the model supports it (it then
   combines with user tools), else the same forced tool (which cannot be combined with user
   tools, and needs an object schema — OpenAI requires that too).
-- ``reasoning_effort`` maps to ``thinking: {type: enabled, budget_tokens}`` on models whose
-  spec says ``thinking``; elsewhere any value but ``none`` is a 400. OpenAI's max includes
-  reasoning, so the budget is fitted under it. Thinking is dropped when the last assistant
-  turn holds tool calls: OpenAI clients cannot send the signed thinking blocks back, and
-  Anthropic rejects such a turn with thinking on. Thinking output is not returned.
+- Reasoning: ``reasoning_effort`` (OpenAI) and ``reasoning: {effort, max_tokens, exclude,
+  enabled}`` (OpenRouter; ``enabled: true`` alone means effort ``medium``, as there) turn
+  thinking on in the form the model table gives the model (``proxy.translation.reasoning``):
+  a budget (effort → LiteLLM's budgets, or ``max_tokens`` as is) or adaptive thinking with
+  ``output_config.effort``. Both spellings may be sent if they agree; an effort together
+  with a budget is a 400 (OpenRouter: one or the other). OpenAI's max includes reasoning, so
+  a budget is fitted under it, and with no max the thinking room is added to the default.
+  Models without thinking answer 400 naming the field used.
+- Thinking comes back as ``reasoning_content`` + ``reasoning_details`` (hidden with
+  ``reasoning.exclude``; adaptive models are then asked to omit the text). An assistant
+  message's ``reasoning_details`` go upstream as its thinking blocks, first, unchanged.
+  Thinking stays on for a turn whose last assistant turn made tool calls when that turn
+  carries its thinking; when it does not (a client that drops ``reasoning_details``, e.g.
+  plain OpenAI SDK code) thinking is switched off for the request: Anthropic rejects a
+  tool-use turn without its thinking while thinking is on, and refusing would break every
+  tool loop of such clients. With thinking off, thinking blocks in the history are left out
+  (Claude ignores them then, and rejects them in a final assistant message).
+- Prompt caching: ``cache_control`` on parts, messages, tools and the request
+  (``proxy.translation.caching``); at most 4 breakpoints, 1h before 5m, as 400s naming the
+  client's field; whitespace-only text with a breakpoint is a 400 (the block is dropped).
 - A history with tool calls but no ``tools`` gets stub tools (Anthropic requires tool
   definitions then) and ``tool_choice: none``, matching the client offering no tools.
 - Tool-call ids outside Anthropic's ``^[a-zA-Z0-9_-]+$`` (other providers' ids) are
@@ -49,27 +64,35 @@ from typing import Any
 from proxy.errors import invalid
 from proxy.modelspec import ModelSpec
 
-from .fields import opt_bool, opt_number, opt_str, unsupported, wrong_type
-from .messages import finish_prefill, history_stub_tools, last_assistant_calls_tools, translate_messages
+from .caching import Breakpoints
+from .fields import DEFAULT_MAX_TOKENS, opt_bool, opt_number, opt_str, unsupported, wrong_type
+from .messages import finish_prefill, history_stub_tools, translate_messages
+from .reasoning import (
+    MIN_BUDGET,
+    Reasoning,
+    merge_output_config,
+    parse_effort,
+    strip_thinking,
+    thinking_fields,
+    tool_turn_lacks_thinking,
+)
 from .tools import JSON_MODE_NATIVE, JSON_TOOL_NAME, tooling
 
-DEFAULT_MAX_TOKENS = 1024
+__all__ = ["DEFAULT_MAX_TOKENS", "Translated", "translate_request"]
 
 # Upper-bound estimator constants (see estimate_input_tokens_upper_bound).
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _PHONE = re.compile(r"\+?[0-9 ().-]{7,24}")
 
-_EFFORT_BUDGETS = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
-_MIN_THINKING_BUDGET = 1024
-
+_REASONING_KEYS = frozenset({"effort", "max_tokens", "exclude", "enabled"})
 
 _HANDLED_FIELDS = frozenset({
     "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
     "stop", "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls",
     "response_format", "user", "safety_identifier", "n", "logprobs", "top_logprobs", "seed",
     "presence_penalty", "frequency_penalty", "logit_bias", "reasoning_effort", "modalities",
-    "audio", "functions", "function_call", "web_search_options", "verbosity",
+    "audio", "functions", "function_call", "web_search_options", "verbosity", "reasoning", "cache_control",
 })
 _IGNORED_FIELDS = frozenset({
     "store", "metadata", "service_tier", "prompt_cache_key", "prompt_cache_retention", "prediction",
@@ -94,6 +117,7 @@ class Translated:
     requested_model: str
     max_tokens: int
     user: str | None
+    exclude_reasoning: bool = False  # reasoning.exclude: thinking is not returned to the client
 
     @property
     def json_tool(self) -> str | None:
@@ -116,8 +140,9 @@ def translate_request(body: Any, spec: ModelSpec, *, requested_model: str) -> Tr
         raise invalid("The request body must be a JSON object.", None, code="invalid_type")
     _check_fields(body)
     stream, include_usage = _stream_flags(body)
-    system, messages = translate_messages(body.get("messages"))
-    tools, tool_choice, json_mode, output_format = tooling(body, spec)
+    marks = Breakpoints()
+    system, messages = translate_messages(body.get("messages"), marks)
+    tools, tool_choice, json_mode, output_format = tooling(body, spec, marks)
     if not tools:
         tools = history_stub_tools(messages)
         if tools:
@@ -125,13 +150,16 @@ def translate_request(body: Any, spec: ModelSpec, *, requested_model: str) -> Tr
     stop_sequences = _stop_sequences(body.get("stop"))
     sampling = _sampling(body, spec)
     max_tokens, max_field = _max_tokens(body, spec)
-    budget = _thinking_budget(body.get("reasoning_effort"), spec)
-    if budget is not None and last_assistant_calls_tools(messages):
-        budget = None
-    if budget is not None:
-        _check_thinking_compatible(sampling, tool_choice, json_mode)
-        max_tokens, budget = _fit_thinking(budget, max_tokens, max_field, spec)
-    finish_prefill(messages, spec, thinking=budget is not None)
+    reasoning = _reasoning(body, spec)
+    if reasoning is not None and tool_turn_lacks_thinking(messages):
+        reasoning = None
+    thinking: dict = {}
+    if reasoning is not None:
+        _check_thinking_compatible(sampling, tool_choice, json_mode, reasoning.param)
+        max_tokens, thinking = thinking_fields(reasoning, spec, max_tokens, max_field)
+    else:
+        strip_thinking(messages)
+    finish_prefill(messages, spec, thinking=bool(thinking))
     user = _end_user(body)
 
     payload: dict[str, Any] = {"model": spec.upstream_id, "max_tokens": max_tokens, "messages": messages}
@@ -146,10 +174,11 @@ def translate_request(body: Any, spec: ModelSpec, *, requested_model: str) -> Tr
         payload["tool_choice"] = tool_choice
     if user and not _looks_like_pii(user):
         payload["metadata"] = {"user_id": user}
-    if budget is not None:
-        payload["thinking"] = {"type": "enabled", "budget_tokens": budget}
     if output_format:
         payload["output_config"] = {"format": output_format}
+    merge_output_config(payload, thinking)
+    marks.mark_last(payload, body.get("cache_control"))
+    marks.check()
     payload["stream"] = stream
     return Translated(
         payload=payload,
@@ -159,6 +188,7 @@ def translate_request(body: Any, spec: ModelSpec, *, requested_model: str) -> Tr
         requested_model=requested_model,
         max_tokens=max_tokens,
         user=user or None,
+        exclude_reasoning=bool(reasoning and reasoning.exclude),
     )
 
 
@@ -278,45 +308,69 @@ def _max_tokens(body: dict, spec: ModelSpec) -> tuple[int, str | None]:
     return min(chosen[0], spec.max_output_tokens), chosen[1]
 
 
-def _thinking_budget(effort: Any, spec: ModelSpec) -> int | None:
-    if effort is None or effort == "none":
+def _reasoning(body: dict, spec: ModelSpec) -> Reasoning | None:
+    """``reasoning_effort`` and OpenRouter's ``reasoning`` object → what the client asked for
+    (None: thinking off)."""
+    top = body.get("reasoning_effort")
+    effort = parse_effort(top, "reasoning_effort")
+    raw = body.get("reasoning")
+    if raw is None:
+        return _reasoning_for(spec, Reasoning(effort=effort)) if effort else None
+    if not isinstance(raw, dict):
+        raise wrong_type("reasoning must be an object.", "reasoning")
+    for key in raw:
+        if key not in _REASONING_KEYS:
+            name = f"reasoning.{str(key)[:32]}"
+            raise invalid(f"Unrecognized argument {name}: reasoning takes effort, max_tokens, exclude and "
+                          "enabled.", name, code="unknown_parameter")
+    nested = parse_effort(raw.get("effort"), "reasoning.effort")
+    if top is not None and raw.get("effort") is not None and nested != effort:
+        raise invalid("reasoning.effort and reasoning_effort disagree; set one of them.", "reasoning.effort")
+    effort = effort or nested
+    budget = raw.get("max_tokens")
+    if budget is not None:
+        if type(budget) is not int or budget < MIN_BUDGET:
+            raise invalid(f"reasoning.max_tokens must be an integer of at least {MIN_BUDGET} (Claude's "
+                          "smallest thinking budget).", "reasoning.max_tokens")
+        if effort is not None:
+            raise invalid("Set either an effort or reasoning.max_tokens, not both.", "reasoning.max_tokens")
+    for name in ("exclude", "enabled"):
+        if raw.get(name) is not None and not isinstance(raw[name], bool):
+            raise wrong_type(f"reasoning.{name} must be a boolean.", f"reasoning.{name}")
+    switched_off = raw.get("enabled") is False or "none" in (top, raw.get("effort"))
+    wanted = effort is not None or budget is not None or raw.get("enabled") is True
+    if switched_off:
+        if wanted:
+            raise invalid("reasoning is both switched off and configured; send one or the other.", "reasoning")
         return None
-    budget = _EFFORT_BUDGETS.get(effort) if isinstance(effort, str) else None
-    if budget is None:
-        raise invalid("reasoning_effort must be one of none, minimal, low, medium, high, xhigh, max.",
-                      "reasoning_effort")
+    if not wanted:
+        return None
+    param = "reasoning_effort" if top is not None else "reasoning"
+    return _reasoning_for(spec, Reasoning(effort=effort, budget=budget, exclude=raw.get("exclude") is True,
+                                          param=param))
+
+
+def _reasoning_for(spec: ModelSpec, reasoning: Reasoning) -> Reasoning:
     if not spec.thinking:
-        raise unsupported("reasoning_effort is not supported by this model.", "reasoning_effort")
-    return budget
+        raise unsupported(f"{reasoning.param} is not supported by this model (it has no extended thinking).",
+                          reasoning.param)
+    return reasoning
 
 
-def _check_thinking_compatible(sampling: dict, tool_choice: dict | None, json_mode: str | None) -> None:
+def _check_thinking_compatible(sampling: dict, tool_choice: dict | None, json_mode: str | None,
+                               param: str) -> None:
     """Extended thinking forbids changed temperature/top_k, top_p < 0.95 and forced tools (§5.4)."""
     temperature = sampling.pop("temperature", None)
     if temperature is not None and temperature != 1:
-        raise invalid("temperature cannot be changed together with reasoning_effort on Claude models.",
-                      "temperature")
+        raise invalid(f"temperature cannot be changed together with {param} on Claude models.", "temperature")
     if "top_k" in sampling:
-        raise invalid("top_k cannot be set together with reasoning_effort.", "top_k")
+        raise invalid(f"top_k cannot be set together with {param}.", "top_k")
     if sampling.get("top_p", 1) < 0.95:
-        raise invalid("top_p must be between 0.95 and 1 together with reasoning_effort.", "top_p")
+        raise invalid(f"top_p must be between 0.95 and 1 together with {param}.", "top_p")
     if tool_choice and tool_choice["type"] in ("any", "tool"):
         if json_mode == JSON_TOOL_NAME:
-            raise invalid("response_format cannot be combined with reasoning_effort on this model.",
-                          "response_format")
-        raise invalid("tool_choice must be 'auto' or 'none' together with reasoning_effort.", "tool_choice")
-
-
-def _fit_thinking(budget: int, max_tokens: int, max_field: str | None, spec: ModelSpec) -> tuple[int, int]:
-    """OpenAI's max includes reasoning tokens and Anthropic wants budget < max_tokens: without
-    an explicit max, make room for the budget plus a default answer; with one, fit under it."""
-    if max_field is None:
-        max_tokens = min(budget + DEFAULT_MAX_TOKENS, spec.max_output_tokens)
-    if max_tokens <= _MIN_THINKING_BUDGET:
-        field = max_field or "max_completion_tokens"
-        raise invalid(f"{field} must be greater than {_MIN_THINKING_BUDGET} when reasoning_effort is set "
-                      "(it includes the reasoning tokens).", field)
-    return max_tokens, min(budget, max_tokens - 1)
+            raise invalid(f"response_format cannot be combined with {param} on this model.", "response_format")
+        raise invalid(f"tool_choice must be 'auto' or 'none' together with {param}.", "tool_choice")
 
 
 def _end_user(body: dict) -> str | None:

@@ -5,6 +5,7 @@ from typing import Any
 
 import orjson
 
+from .reasoning import reasoning_details, reasoning_text
 from .request import Translated
 from .usage import normalize_usage, openai_usage
 
@@ -36,8 +37,9 @@ def translate_response(msg: dict, t: Translated, *, completion_id: str, created:
     """An Anthropic message → an OpenAI ``chat.completion`` (the caller adds ``usage.cost``).
 
     Text blocks are joined into ``content``; ``tool_use`` blocks become ``tool_calls``;
-    thinking blocks are not returned. In emulated JSON mode the forced tool's input is the
-    ``content`` (compact JSON) and there are no tool calls.
+    thinking blocks become ``reasoning_content`` (the text) and ``reasoning_details`` (with
+    signatures, to be sent back), unless the client excluded them. In emulated JSON mode the
+    forced tool's input is the ``content`` (compact JSON) and there are no tool calls.
     """
     texts: list[str] = []
     tool_calls: list[dict] = []
@@ -59,6 +61,10 @@ def translate_response(msg: dict, t: Translated, *, completion_id: str, created:
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls:
         message["tool_calls"] = tool_calls
+    details = [] if t.exclude_reasoning else reasoning_details(msg.get("content") or ())
+    if details:
+        message["reasoning_content"] = reasoning_text(msg["content"]) or None
+        message["reasoning_details"] = details
     return {
         "id": completion_id,
         "object": "chat.completion",

@@ -6,6 +6,14 @@ buffering). Output follows wire-format §3: bare ``data:`` lines only (no ``even
 fragments keyed by a running OpenAI tool index (not Anthropic's block index), a final chunk
 with ``finish_reason``, the ``include_usage`` chunk last, then ``data: [DONE]``.
 
+Thinking streams as ``delta.reasoning_content`` text plus ``delta.reasoning_details``
+fragments keyed by a running reasoning index: ``type`` and ``index`` on every fragment, and
+``format`` only on a block's first one, so the official SDKs' accumulator (which
+concatenates string fields of entries with the same index) rebuilds exactly the
+``reasoning_details`` a plain response carries; the signature arrives as its own fragment.
+Redacted thinking is one ``reasoning.encrypted`` fragment. Nothing of it with
+``reasoning.exclude``.
+
 This is the hot path: every chunk is a pre-built byte prefix + one small ``orjson`` dump +
 a pre-built suffix.
 """
@@ -18,6 +26,7 @@ import orjson
 from proxy.errors import GatewayError
 
 from .errors import anthropic_stream_error
+from .reasoning import FORMAT
 from .request import Translated
 from .response import map_finish_reason
 from .usage import StreamMeter, Usage, openai_usage
@@ -39,7 +48,7 @@ class StreamTranslator:
 
     __slots__ = (
         "meter", "finish_reason", "_t", "_cost_of", "_json_tool", "_base", "_head", "_tail", "_usage_null",
-        "_tool_index", "_json_block", "_empty_blocks",
+        "_tool_index", "_json_block", "_empty_blocks", "_show_reasoning", "_reasoning_index", "_reasoning_open",
     )
 
     def __init__(self, t: Translated, completion_id: str, created: int,
@@ -60,6 +69,9 @@ class StreamTranslator:
         self._tool_index: dict[int | None, int] = {}  # Anthropic block index → OpenAI tool_calls index
         self._json_block: int | None = None  # block index of the forced JSON tool
         self._empty_blocks: set[int | None] = set()  # tool blocks whose arguments are still empty
+        self._show_reasoning = not t.exclude_reasoning
+        self._reasoning_index: dict[int | None, int] = {}  # Anthropic block index → reasoning_details index
+        self._reasoning_open: set[int] = set()  # reasoning indexes whose first fragment went out
 
     @property
     def usage(self) -> Usage:
@@ -132,8 +144,10 @@ class StreamTranslator:
                 return b""
             self._count(text)
             return self._content(text)
+        if kind == "thinking_delta" or kind == "signature_delta":
+            return self._on_thinking_delta(data.get("index"), delta, kind)
         if kind != "input_json_delta":
-            return b""  # thinking, signature and citation deltas are not forwarded
+            return b""  # citation deltas are not forwarded
         fragment = delta.get("partial_json")
         if not fragment:
             return b""
@@ -156,6 +170,8 @@ class StreamTranslator:
                 return b""
             self._count(text)
             return self._content(text)
+        if kind == "thinking" or kind == "redacted_thinking":
+            return self._on_thinking_start(data.get("index"), block, kind)
         if kind != "tool_use":
             return b""
         index = data.get("index")
@@ -166,6 +182,47 @@ class StreamTranslator:
         tool = self._tool_index[index] = len(self._tool_index)
         delta = {"tool_calls": [{"index": tool, "id": block.get("id"), "type": "function",
                                  "function": {"name": block.get("name"), "arguments": ""}}]}
+        return self._chunk(orjson.dumps(delta))
+
+    def _on_thinking_start(self, index: int | None, block: dict, kind: str) -> bytes:
+        if not self._show_reasoning:
+            return b""
+        reasoning = self._reasoning_index[index] = len(self._reasoning_index)
+        if kind == "redacted_thinking":
+            self._count("")  # output the client received, though no text
+            return self._reasoning({"type": "reasoning.encrypted", "data": block.get("data"), "index": reasoning},
+                                   reasoning)
+        text = block.get("thinking")
+        if not text:
+            return b""
+        return self._thinking_text(text, reasoning)
+
+    def _on_thinking_delta(self, index: int | None, delta: dict, kind: str) -> bytes:
+        reasoning = self._reasoning_index.get(index)
+        if reasoning is None:
+            return b""  # excluded, or a block we were never told about
+        if kind == "thinking_delta":
+            text = delta.get("thinking")
+            return self._thinking_text(text, reasoning) if text else b""
+        signature = delta.get("signature")
+        if not signature:
+            return b""
+        return self._reasoning({"type": "reasoning.text", "signature": signature, "index": reasoning}, reasoning)
+
+    def _thinking_text(self, text: str, reasoning: int) -> bytes:
+        self._count(text)
+        return self._reasoning({"type": "reasoning.text", "text": text, "index": reasoning}, reasoning, text)
+
+    def _reasoning(self, detail: dict, reasoning: int, text: str | None = None) -> bytes:
+        """One reasoning fragment; a block's first one also carries ``format`` (and ``text``)."""
+        if reasoning not in self._reasoning_open:
+            self._reasoning_open.add(reasoning)
+            detail["format"] = FORMAT
+            if detail["type"] == "reasoning.text":
+                detail.setdefault("text", "")
+        delta: dict = {"reasoning_details": [detail]}
+        if text is not None:
+            delta = {"reasoning_content": text, **delta}
         return self._chunk(orjson.dumps(delta))
 
     def _on_block_stop(self, data: dict) -> bytes:

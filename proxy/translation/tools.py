@@ -6,6 +6,7 @@ from typing import Any
 from proxy.errors import invalid
 from proxy.modelspec import ModelSpec
 
+from .caching import Breakpoints
 from .fields import opt_bool, wrong_type
 from .messages import tool_name
 
@@ -18,9 +19,11 @@ JSON_TOOL_NAME = "json_response"
 
 # --- tools and response_format -----------------------------------------------------------
 
-def tooling(body: dict, spec: ModelSpec) -> tuple[list[dict], dict | None, str | None, dict | None]:
-    """Returns (tools, tool_choice, json_mode, native output format)."""
-    tools = _tools(body.get("tools"))
+def tooling(body: dict, spec: ModelSpec, marks: Breakpoints | None = None,
+            ) -> tuple[list[dict], dict | None, str | None, dict | None]:
+    """Returns (tools, tool_choice, json_mode, native output format); tools' cache
+    breakpoints are collected in ``marks``."""
+    tools = _tools(body.get("tools"), Breakpoints() if marks is None else marks)
     tool_choice = _tool_choice(body.get("tool_choice"), {tool["name"] for tool in tools})
     parallel = opt_bool(body, "parallel_tool_calls")
     json_mode, json_spec = _response_format(body.get("response_format"), spec)
@@ -35,7 +38,7 @@ def tooling(body: dict, spec: ModelSpec) -> tuple[list[dict], dict | None, str |
     return tools, tool_choice, json_mode, json_spec
 
 
-def _tools(raw: Any) -> list[dict]:
+def _tools(raw: Any, marks: Breakpoints) -> list[dict]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -63,8 +66,21 @@ def _tools(raw: Any) -> list[dict]:
         if description:
             converted["description"] = description
         converted["input_schema"] = _object_schema(function.get("parameters"), f"{where}.function.parameters")
+        _mark_tool(converted, tool, function, where, marks)
         tools.append(converted)
     return tools
+
+
+def _mark_tool(converted: dict, tool: dict, function: dict, where: str, marks: Breakpoints) -> None:
+    """``cache_control`` beside ``type``/``function`` (OpenRouter) or inside ``function`` (LiteLLM)."""
+    outer, inner = tool.get("cache_control"), function.get("cache_control")
+    if outer is not None and inner is not None:
+        raise invalid(f"Set cache_control on {where} or on {where}.function, not both.",
+                      f"{where}.function.cache_control")
+    if inner is not None:
+        marks.mark(converted, inner, f"{where}.function.cache_control", "tools")
+    else:
+        marks.mark(converted, outer, f"{where}.cache_control", "tools")
 
 
 def _object_schema(schema: Any, where: str) -> dict:

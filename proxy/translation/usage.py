@@ -58,13 +58,16 @@ def normalize_usage(anthropic_usage: Any) -> Usage:
 
 
 def openai_usage(u: TokenCounts) -> dict:
-    """OpenAI usage: ``prompt_tokens`` is all input incl. cache, ``cached_tokens`` the reads."""
+    """OpenAI usage: ``prompt_tokens`` is all input incl. cache, ``cached_tokens`` the reads,
+    ``cache_write_tokens`` the writes of both TTLs (OpenRouter's field); thinking is part of
+    ``completion_tokens``, as Anthropic counts it in ``output_tokens``."""
     prompt_tokens = u.prompt_tokens
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": u.output_tokens,
         "total_tokens": prompt_tokens + u.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cache_read, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": u.cache_read, "cache_write_tokens": u.cache_write_5m
+                                  + u.cache_write_1h, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
     }
 
