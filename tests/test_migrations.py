@@ -75,3 +75,42 @@ def test_database_at_the_old_schema_migrates_forward_without_losing_rows():
     assert NewCharge.objects.get(request=record).api_key_id == key.pk
     assert NewContentType.objects.filter(app_label="accounts", model="apikey").exists()
     assert not NewContentType.objects.filter(app_label="proxy", model="apikey").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_thinking_flag_becomes_the_mode_each_model_takes():
+    """0007: rows that think get the seed's form for their model (the 4.6+ models adaptive,
+    Opus 4.7 too, which the flag had to leave off); unknown rows a budget; rows an operator
+    switched off stay off."""
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    old = _migrate([("billing", "0006_requestrecord_api")])
+    try:
+        from billing.seed import load_seed
+
+        Model = old.get_model("billing", "Model")
+        load_seed(Model, old.get_model("billing", "Price"))  # as migration 0003 does, on the flag
+        assert Model.objects.get(public_id="claude-haiku-4-5").thinking
+        Model.objects.filter(public_id="claude-opus-4-7").update(thinking=False)
+        Model.objects.filter(public_id="claude-opus-4-5").update(thinking=False)
+        Model.objects.create(public_id="custom-thinker", upstream_id="custom", tier="Custom", thinking=True)
+        Model.objects.create(public_id="custom-plain", upstream_id="plain", tier="Custom", thinking=False)
+    finally:
+        _migrate(latest)
+
+    from billing.models import Model as NewModel
+
+    modes = dict(NewModel.objects.values_list("public_id", "thinking_mode"))
+    assert modes["claude-opus-4-7"] == modes["claude-opus-4-6"] == modes["claude-sonnet-4-6"] == "adaptive"
+    assert modes["claude-haiku-4-5"] == modes["claude-sonnet-4-5"] == modes["custom-thinker"] == "enabled"
+    assert modes["claude-opus-4-5"] == modes["claude-3-5-haiku-latest"] == modes["custom-plain"] == "none"
+
+
+@pytest.mark.django_db
+def test_the_catalog_carries_each_models_thinking_mode_to_the_translator():
+    from proxy.catalog import load_catalog
+
+    catalog = load_catalog()
+    mode = {name: catalog.resolve(name).spec.thinking_mode
+            for name in ("anthropic/claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5", "claude-3-5-haiku-latest")}
+    assert mode == {"anthropic/claude-opus-4-7": "adaptive", "claude-sonnet-4-6": "adaptive",
+                    "claude-haiku-4-5": "enabled", "claude-3-5-haiku-latest": "none"}
