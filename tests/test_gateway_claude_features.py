@@ -185,6 +185,24 @@ def test_excluded_reasoning_is_hidden_plain_and_streamed_but_billed(live, simula
     assert live.record_of(final.id).output_tokens == final.usage.completion_tokens
 
 
+def test_a_stream_cancelled_mid_thought_is_billed_for_the_thinking_delivered(live):
+    with httpx.stream("POST", f"{live.url}/api/v1/chat/completions", headers={"Authorization": f"Bearer {live.key}"},
+                      json={"model": HAIKU, "stream": True, "reasoning_effort": "high", "messages": [
+                          {"role": "user", "content": "ponder [[sim:thinking_words=400,chunk_delay_ms=20]]"}]},
+                      timeout=30) as response:
+        generation_id = response.headers["x-generation-id"]
+        seen = 0
+        for line in response.iter_lines():
+            assert '"content":"' not in line or '"content":""' in line  # no answer text yet
+            seen += '"reasoning_content"' in line
+            if seen >= 10:
+                break
+    record = live.record_of(generation_id, timeout=15)
+    assert record.status == "cancelled" and record.output_estimated
+    assert 10 <= record.output_tokens < 400  # the thinking streamed, not all of it
+    assert live.charge_of(generation_id).amount > 0
+
+
 def test_reasoning_on_a_model_without_thinking_is_a_400(live):
     with pytest.raises(openai.BadRequestError) as caught:
         live.openai().chat.completions.create(model="claude-3-5-haiku-latest", reasoning_effort="low",
