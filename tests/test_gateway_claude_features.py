@@ -12,6 +12,11 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
+from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+from openai.types.shared import Reasoning
 
 from proxy.translation.reasoning import FORMAT
 from tests.test_gateway import WEATHER
@@ -266,10 +271,6 @@ def test_altered_thinking_is_refused_upstream_not_silently_dropped(live):
 # --- real clients ----------------------------------------------------------------------------------------
 
 def test_langchain_chat_openai_runs_a_tool_loop_with_reasoning_effort(live):
-    from langchain_core.messages import HumanMessage, ToolMessage
-    from langchain_core.tools import tool
-    from langchain_openai import ChatOpenAI
-
     @tool
     def get_weather(city: str) -> str:
         """Weather for a city."""
@@ -288,9 +289,6 @@ def test_langchain_chat_openai_runs_a_tool_loop_with_reasoning_effort(live):
 
 
 def test_openai_agents_chat_completions_model_runs_a_tool_loop_with_reasoning(live):
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
-    from openai.types.shared import Reasoning
-
     set_tracing_disabled(True)
     calls = []
 

@@ -10,6 +10,10 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from billing.models import Model
+from billing.seed import load_seed
+from proxy.catalog import load_catalog
+
 OLD_SCHEMA = [("tokenhub_portal", "0002_invitation"), ("proxy", "0001_initial"),
               ("billing", "0004_rollups_statements"), ("accounts", None), ("contenttypes", "0002_remove_content_type_name"),
               ("auth", "0012_alter_user_first_name_max_length")]
@@ -85,21 +89,17 @@ def test_the_thinking_flag_becomes_the_mode_each_model_takes():
     latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
     old = _migrate([("billing", "0006_requestrecord_api")])
     try:
-        from billing.seed import load_seed
-
-        Model = old.get_model("billing", "Model")
-        load_seed(Model, old.get_model("billing", "Price"))  # as migration 0003 does, on the flag
-        assert Model.objects.get(public_id="claude-haiku-4-5").thinking
-        Model.objects.filter(public_id="claude-opus-4-7").update(thinking=False)
-        Model.objects.filter(public_id="claude-opus-4-5").update(thinking=False)
-        Model.objects.create(public_id="custom-thinker", upstream_id="custom", tier="Custom", thinking=True)
-        Model.objects.create(public_id="custom-plain", upstream_id="plain", tier="Custom", thinking=False)
+        OldModel = old.get_model("billing", "Model")
+        load_seed(OldModel, old.get_model("billing", "Price"))  # as migration 0003 does, on the flag
+        assert OldModel.objects.get(public_id="claude-haiku-4-5").thinking
+        OldModel.objects.filter(public_id="claude-opus-4-7").update(thinking=False)
+        OldModel.objects.filter(public_id="claude-opus-4-5").update(thinking=False)
+        OldModel.objects.create(public_id="custom-thinker", upstream_id="custom", tier="Custom", thinking=True)
+        OldModel.objects.create(public_id="custom-plain", upstream_id="plain", tier="Custom", thinking=False)
     finally:
         _migrate(latest)
 
-    from billing.models import Model as NewModel
-
-    modes = dict(NewModel.objects.values_list("public_id", "thinking_mode"))
+    modes = dict(Model.objects.values_list("public_id", "thinking_mode"))
     assert modes["claude-opus-4-7"] == modes["claude-opus-4-6"] == modes["claude-sonnet-4-6"] == "adaptive"
     assert modes["claude-haiku-4-5"] == modes["claude-sonnet-4-5"] == modes["custom-thinker"] == "enabled"
     assert modes["claude-opus-4-5"] == modes["claude-3-5-haiku-latest"] == modes["custom-plain"] == "none"
@@ -107,8 +107,6 @@ def test_the_thinking_flag_becomes_the_mode_each_model_takes():
 
 @pytest.mark.django_db
 def test_the_catalog_carries_each_models_thinking_mode_to_the_translator():
-    from proxy.catalog import load_catalog
-
     catalog = load_catalog()
     mode = {name: catalog.resolve(name).spec.thinking_mode
             for name in ("anthropic/claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5", "claude-3-5-haiku-latest")}

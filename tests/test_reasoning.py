@@ -10,6 +10,8 @@ import copy
 
 import pytest
 from openai.lib.streaming._deltas import accumulate_delta
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk
 
 from proxy.errors import GatewayError
 from proxy.modelspec import ModelSpec
@@ -398,9 +400,6 @@ def test_excluded_reasoning_is_neither_sent_nor_counted_as_delivered():
 def test_stream_accumulation_by_the_openai_sdk_keeps_working():
     """ChatCompletionStreamState (what ``client.chat.completions.stream()`` uses) takes the
     extra delta fields and keeps them on the final message."""
-    from openai.lib.streaming.chat import ChatCompletionStreamState
-    from openai.types.chat import ChatCompletionChunk
-
     raw, _ = replay(events(*thinking_stream()) + stop())
     state = ChatCompletionStreamState()
     for chunk in parse_sse(raw)[0]:
