@@ -12,7 +12,7 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from .models import Charge, CreditEntry, Model, Price, RequestRecord, UsageRollup
-from .months import billing_tz, current_month, month_bounds, month_start
+from .months import billing_tz, current_month, month_start, window_bounds
 from .pricing import compute_cost, in_force, to_units
 from .rollups import HOUR, ledger_aggregates, rollup_aggregates, summed, summed_total
 from .tokens import COLUMNS
@@ -92,10 +92,17 @@ def usage_total(**kwargs) -> dict:
     return rows[0] if rows else _zero({})
 
 
+def window_spend(window: str, *, now: datetime | None = None, **owner) -> Decimal:
+    """Spend of a key or team in a window: a billing month ("2026-11"), or the day or ISO
+    week of a key's spend limit ("2026-11-29", "2026-W48"; billing.months.limit_window)."""
+    start, end = window_bounds(window)
+    return usage_total(start=start, end=end, now=now, **owner)["cost"]
+
+
 def month_spend(*, month: str | date | None = None, now: datetime | None = None, **owner) -> Decimal:
     """Spend of a key or team in a billing month (default: the current one)."""
-    start, end = month_bounds(month if month is not None else current_month(now))
-    return usage_total(start=start, end=end, now=now, **owner)["cost"]
+    month = month if month is not None else current_month(now)
+    return window_spend(month if isinstance(month, str) else f"{month:%Y-%m}", now=now, **owner)
 
 
 def credit_balance(team_id: int, now: datetime | None = None) -> Decimal:
@@ -153,11 +160,13 @@ def unpriced_cost(records: QuerySet) -> Decimal:
     return sum((charge_amount(r, prices.at(r.model_id, r.created)) for r in pending), Decimal(0))
 
 
-def ledger_spend(kind: str, owner_id: int, month: str = "", exclude: list[str] | None = None) -> Decimal:
-    """The exact ledger behind a limit counter: month spend of a key or team (charges plus
-    finished requests still being priced), or a team's prepaid balance (credits − spend).
-    `exclude`: generation ids left out (requests whose limit settle is still to come).
-    The same figures as `month_spend` and `credit_balance`, which read roll-ups where they can."""
+def ledger_spend(kind: str, owner_id: int, window: str = "", exclude: list[str] | None = None) -> Decimal:
+    """The exact ledger behind a limit counter: spend of a key or team within a window (a
+    day, ISO week or month id, billing.months.limit_window; charges plus finished requests
+    still being priced), or a team's prepaid balance (credits − spend). `exclude`:
+    generation ids left out (requests whose limit settle is still to come). The same
+    figures as `month_spend`, `window_spend` and `credit_balance`, which read roll-ups where
+    they can."""
     owner = {"api_key_id": owner_id} if kind == "key" else {"team_id": owner_id}
     charges = Charge.objects.filter(**owner)
     records = RequestRecord.objects.filter(**owner)
@@ -165,7 +174,7 @@ def ledger_spend(kind: str, owner_id: int, month: str = "", exclude: list[str] |
         charges = charges.exclude(request__generation_id__in=exclude)
         records = records.exclude(generation_id__in=exclude)
     if kind != "credit":
-        start, end = month_bounds(month)
+        start, end = window_bounds(window)
         charges = charges.filter(occurred_at__gte=start, occurred_at__lt=end)
         records = records.filter(created__gte=start, created__lt=end)
     spent = summed_total(charges, {}, "amount")["cost"] + unpriced_cost(records)
@@ -174,8 +183,8 @@ def ledger_spend(kind: str, owner_id: int, month: str = "", exclude: list[str] |
     return summed_total(CreditEntry.objects.filter(team_id=owner_id), {}, "amount")["cost"] - spent
 
 
-def ledger_units(kind: str, owner_id: int, month: str = "", exclude: list[str] | None = None) -> int:
-    return to_units(ledger_spend(kind, owner_id, month, exclude))
+def ledger_units(kind: str, owner_id: int, window: str = "", exclude: list[str] | None = None) -> int:
+    return to_units(ledger_spend(kind, owner_id, window, exclude))
 
 
 def canonical_model_ids(names: list[str]) -> dict[str, str]:

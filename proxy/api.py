@@ -1,5 +1,6 @@
-"""The decorator every /api/v1 handler goes through: method check, key auth,
-OpenAI-shaped errors (never a bare 500)."""
+"""The decorator every /api/v1 handler goes through: method check, key auth (and its
+scope: management keys are refused unless the handler calls no model), OpenAI-shaped
+errors (never a bare 500)."""
 from __future__ import annotations
 
 import functools
@@ -55,8 +56,10 @@ def _contains_nul(value) -> bool:
     return False
 
 
-def api_endpoint(*methods: str, errors: Callable[[ApiRequest], ErrorShape] | None = None):
-    """`errors` picks the error shape per request (default: OpenAI's)."""
+def api_endpoint(*methods: str, errors: Callable[[ApiRequest], ErrorShape] | None = None, management: bool = False):
+    """`errors` picks the error shape per request (default: OpenAI's). `management`:
+    management keys may call this handler too (it reads, never calls a model). Off by
+    default, so every model-calling endpoint refuses them."""
 
     def decorate(handler):
         @functools.wraps(handler)
@@ -65,7 +68,7 @@ def api_endpoint(*methods: str, errors: Callable[[ApiRequest], ErrorShape] | Non
             try:
                 if request.method not in methods:
                     raise GatewayError(405, f"Method {request.method} is not allowed here.", code="method_not_allowed")
-                key = await authenticate(current().keys, request.headers)
+                key = await authenticate(current().keys, request.headers, management=management)
                 return await handler(request, key)
             except GatewayError as err:
                 return error_response(err)

@@ -28,7 +28,7 @@ _NEGATIVE_TTL = 5.0
 class KeyInfo:
     id: int
     key_hash: str
-    team_id: int
+    team_id: int | None  # None: an operator key (management, every team)
     team_name: str
     name: str
     prefix: str
@@ -40,16 +40,25 @@ class KeyInfo:
     monthly_limit: Decimal | None
     team_monthly_budget: Decimal | None = None
     team_prepaid: bool = False
+    limit_reset: str | None = None  # the period of monthly_limit: daily/weekly/monthly (None = monthly)
+    disabled: bool = False
+    scope: str = ApiKey.Kind.INFERENCE  # management keys manage; they never call models
 
     @classmethod
     def from_model(cls, key: ApiKey) -> KeyInfo:
+        team = key.team
         return cls(
-            id=key.pk, key_hash=key.key_hash, team_id=key.team_id, team_name=key.team.name,
+            id=key.pk, key_hash=key.key_hash, team_id=key.team_id, team_name=team.name if team else "",
             name=key.name, prefix=key.prefix, revoked=key.revoked_at is not None,
             expires_at=key.expires_at, allowed_models=frozenset(key.allowed_models or ()),
             rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit, monthly_limit=key.monthly_limit,
-            team_monthly_budget=key.team.monthly_budget, team_prepaid=key.team.prepaid,
+            team_monthly_budget=team.monthly_budget if team else None, team_prepaid=bool(team and team.prepaid),
+            limit_reset=key.limit_reset, disabled=key.disabled, scope=key.kind,
         )
+
+    @property
+    def calls_models(self) -> bool:
+        return self.scope == ApiKey.Kind.INFERENCE
 
 
 def extract_key(headers) -> str:
@@ -63,7 +72,17 @@ def _unauthorized(message: str, code: str = "invalid_api_key") -> GatewayError:
     return GatewayError(401, message, type="invalid_request_error", code=code)
 
 
-async def authenticate(keys: KeyCache, headers) -> KeyInfo:
+def management_key_refused() -> GatewayError:
+    return GatewayError(
+        403, "This is a management key: it manages keys, budgets and usage through the management API "
+             "(/api/v1/keys, /api/v1/team, /api/v1/usage…) and cannot call models. Use an inference key.",
+        type="permission_error", code="management_key_not_allowed",
+    )
+
+
+async def authenticate(keys: KeyCache, headers, *, management: bool = False) -> KeyInfo:
+    """The calling key. Management keys are refused (403) unless `management`: the
+    caller only reads (the calling key, the model table), it never calls a model."""
     raw = extract_key(headers)
     if not raw:
         raise _unauthorized(
@@ -77,8 +96,12 @@ async def authenticate(keys: KeyCache, headers) -> KeyInfo:
         raise _unauthorized("Incorrect API key provided.")
     if info.revoked:
         raise _unauthorized("This API key has been revoked.", code="revoked_api_key")
+    if info.disabled:
+        raise _unauthorized("This API key is disabled.", code="disabled_api_key")
     if info.expires_at is not None and info.expires_at <= timezone.now():
         raise _unauthorized("This API key has expired.", code="expired_api_key")
+    if not (management or info.calls_models):
+        raise management_key_refused()
     return info
 
 

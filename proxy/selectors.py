@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from billing.models import RequestRecord
-from billing.months import month_start
+from billing.months import PERIODS, limit_window, window_bounds
 from billing.pricing import format_usd, from_units
-from billing.selectors import credit_balance, month_spend
+from billing.selectors import credit_balance, month_spend, window_spend
 from billing.tokens import KINDS
 
 from . import limits
@@ -25,9 +27,20 @@ async def _reserved(counter: limits.Counter):
 
 async def key_summary(key: KeyInfo) -> dict:
     """Spend and balance as the portal shows them (billing.selectors); what is reserved for
-    requests in flight from the shared limit counters."""
+    requests in flight from the shared limit counters. `usage` is the spend of the key's
+    limit period (the calendar month unless the limit resets daily or weekly);
+    `usage_daily/weekly/monthly` that of the current day, ISO week and month."""
     now = timezone.now()
-    usage = await sync_to_async(month_spend)(team_id=key.team_id, api_key_id=key.id, now=now)
+    windows = {period: limit_window(period, now) for period in PERIODS}
+
+    def spend_by_period() -> dict[str, Decimal]:
+        return {period: window_spend(window, team_id=key.team_id, api_key_id=key.id, now=now)
+                for period, window in windows.items()}
+
+    spend = await sync_to_async(spend_by_period)()
+    period = key.limit_reset or "monthly"
+    usage = spend[period]
+    start, end = window_bounds(windows[period])
     counters = {c.kind: c for c in limits.counters_for(key, now)}
     reserved = await _reserved(counters["key"]) if "key" in counters else None
     remaining = None
@@ -48,11 +61,17 @@ async def key_summary(key: KeyInfo) -> dict:
         "label": key.name,
         "name": key.name,
         "prefix": key.prefix,
-        "team": key.team_name,
+        "team": key.team_name or None,
+        "scope": key.scope,
         "usage": _money(usage),
-        "usage_period_start": month_start(now).isoformat(),
+        "usage_daily": _money(spend["daily"]),
+        "usage_weekly": _money(spend["weekly"]),
+        "usage_monthly": _money(spend["monthly"]),
+        "usage_period_start": start.isoformat(),
+        "usage_period_end": end.isoformat(),
         "reserved": _money(reserved) if reserved is not None else "0",
         "limit": _money(key.monthly_limit),
+        "limit_reset": key.limit_reset,
         "limit_remaining": _money(remaining),
         "rate_limit": {"requests_per_minute": key.rpm_limit, "tokens_per_minute": key.tpm_limit},
         "allowed_models": sorted(key.allowed_models),

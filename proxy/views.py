@@ -60,7 +60,7 @@ def speaks_anthropic(request) -> bool:
     return "anthropic-version" in request.headers
 
 
-@api_endpoint("GET", errors=error_shape)
+@api_endpoint("GET", errors=error_shape, management=True)
 async def models_list(request, key):
     """OpenAI's list, or Anthropic's when the request carries `anthropic-version`."""
     entries = [e for e in (await current().catalog.get()).entries if visible_to(e, key)]
@@ -71,7 +71,7 @@ async def models_list(request, key):
                           "last_id": data[-1]["id"] if data else None})
 
 
-@api_endpoint("GET", errors=error_shape)
+@api_endpoint("GET", errors=error_shape, management=True)
 async def model_detail(request, key):
     model_id = request.path.split("/models/", 1)[1]
     entry = (await current().catalog.get()).resolve(model_id)
@@ -80,12 +80,12 @@ async def model_detail(request, key):
     return json_response(anthropic_model_payload(entry) if speaks_anthropic(request) else model_payload(entry))
 
 
-@api_endpoint("GET")
+@api_endpoint("GET", management=True)
 async def key_info(request, key):
     return json_response({"data": await selectors.key_summary(key)})
 
 
-@api_endpoint("GET")
+@api_endpoint("GET", management=True)
 async def generation(request, key):
     generation_id = request.query.get("id", "").strip()
     if not generation_id:

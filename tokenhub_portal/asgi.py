@@ -1,6 +1,10 @@
 """The one ASGI application: the lean API app for /api/v1, /v1 and the operations
-endpoints, Django for the portal and admin, and lifespan hooks for the gateway's
-process resources (proxy/runtime.py)."""
+endpoints, Django for the portal, the admin and the management API, and lifespan hooks
+for the gateway's process resources (proxy/runtime.py).
+
+Under the API mounts, the management API's paths (a fixed set, checked first: one set
+lookup and one prefix test) go to Django REST framework; every other path, the
+model-calling and read endpoints, to the lean router."""
 import os
 from pathlib import Path
 
@@ -16,19 +20,16 @@ if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     metrics_dir.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
-django_app = get_asgi_application()
-if settings.DEBUG:  # production serves collected static files from the front proxy
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-    django_app = ASGIStaticFilesHandler(django_app)
+django_app = get_asgi_application()  # static files: WhiteNoise middleware, in every mode
 
 # The gateway's modules use models at import, so they come after Django's set-up above.
 from proxy import app as api  # noqa: E402
 from proxy import runtime  # noqa: E402
+from tokenhub_portal.web.api.routes import is_management_path  # noqa: E402
 
 
 async def application(scope, receive, send):
-    if scope["type"] == "http" and api.handles(scope["path"]):
+    if scope["type"] == "http" and not is_management_path(scope["path"]) and api.handles(scope["path"]):
         await api.app(scope, receive, send)
     elif scope["type"] == "lifespan":
         await runtime.lifespan(receive, send)

@@ -27,6 +27,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     # Bottom to top: teams and keys, billing, the gateway, the web. `tokenhub_portal`
     # (no models any more) keeps the migrations that created the team tables.
     "tokenhub_portal",
@@ -38,6 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (portal, admin, API docs) served by the app itself, compressed and cached.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -113,6 +119,11 @@ BILLING_TIME_ZONE = env_str("BILLING_TIME_ZONE", "UTC")
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# WhiteNoise serves the apps' static files straight from where they are found, so the
+# portal and the API docs work with DEBUG=0 without a front proxy and without a
+# collectstatic step; files collected into STATIC_ROOT are served too.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_MAX_AGE = 3600
 LOGIN_URL = "/accounts/login/"
 
 # --- Upstream (Anthropic) -------------------------------------------------------------
@@ -165,3 +176,43 @@ CELERY_BEAT_SCHEDULE.update({
     "monthly-statements": {"task": "billing.tasks.generate_monthly_statements",
                            "schedule": crontab(minute=20, hour="*/6", day_of_month="1,2")},
 })
+
+# --- Management API (Django REST framework, issue 12) ----------------------------------------
+# Served by Django under each of API_MOUNTS for the paths in tokenhub_portal.web.api.routes;
+# everything else under the mounts stays on the lean ASGI router.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tokenhub_portal.web.api.auth.ManagementKeyAuthentication",
+        "tokenhub_portal.web.api.auth.StaffSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["tokenhub_portal.web.api.permissions.IsManager"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "tokenhub_portal.web.api.schema.ManagementSchema",
+    "URL_FORMAT_OVERRIDE": None,  # ?format=csv is the statements' own parameter
+    "EXCEPTION_HANDLER": "tokenhub_portal.web.api.errors.openai_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "TokenHub management API",
+    "DESCRIPTION": (
+        "Keys, budgets, usage and statements of TokenHub teams, for CI, Terraform and data warehouses. "
+        "Authenticate with a management key (`Authorization: Bearer th-…`, created by "
+        "`manage.py issue_key --management` or in the portal); operator keys and staff sessions act on every "
+        "team. Money is a decimal string in USD. Writes accept an `Idempotency-Key` header."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["tokenhub_portal.web.api.schema.primary_mount_only"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"LimitResetEnum": "tokenhub_portal.accounts.models.ApiKey.LimitReset"},
+}
+# Seconds an Idempotency-Key's first answer is replayed.
+IDEMPOTENCY_SECONDS = 24 * 3600

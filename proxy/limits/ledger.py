@@ -1,6 +1,6 @@
 """The database is the ledger of record; a counter is a cache of it. A missing counter
-(new month, Redis restart or flush, a limit edited) is rebuilt from charges plus
-finished-but-unpriced records."""
+(new window, Redis restart or flush, a limit edited) is rebuilt from the window's charges
+plus finished-but-unpriced records."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from billing.selectors import ledger_units
 
-from .counters import RESERVATION_INDEX, Counter, billing_month
+from .counters import RESERVATION_INDEX, Counter, current_windows
 from .store import LimitStore, counter_ttl
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ async def rebuild(store: LimitStore, counter: Counter, *, force: bool = False) -
     # Requests still holding a reservation are left out: their settle will add them (and a
     # settle landing meanwhile changes the version, so this rebuild retries).
     pending = [g.decode() for g in await client.zrange(RESERVATION_INDEX, 0, -1)]
-    value = await sync_to_async(ledger_units)(counter.kind, counter.owner_id, counter.month, pending)
+    value = await sync_to_async(ledger_units)(counter.kind, counter.owner_id, counter.window, pending)
     landed = await store.scripts["init"](keys=[counter.value_key, counter.version_key],
                                          args=[(version or b"").decode(), value, counter_ttl(),
                                                "force" if force else "nx"])
@@ -47,18 +47,20 @@ async def standing(store: LimitStore, counter: Counter) -> tuple[int, int] | Non
 
 
 def ledger_changed(kind: str, owner_id: int) -> None:
-    """A credit was added or a limit/budget edited: drop the counter so the next request
+    """A credit was added or a limit/budget edited: drop the counter (a key's: those of
+    all three current windows, its period may have changed) so the next request
     rebuilds it from the ledger. The version bump makes a rebuild already in flight (which
     read the ledger before this change) fail and re-read. Called from admin, portal and
     commands (sync), after the commit."""
     if not settings.REDIS_URL:
         return  # the in-process counters expire within counter_ttl()
-    counter = Counter(kind, owner_id, "" if kind == "credit" else billing_month(timezone.now()), 0)
     client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
     try:
-        client.incr(counter.version_key)
-        client.delete(counter.value_key)
+        for window in current_windows(kind, timezone.now()):
+            counter = Counter(kind, owner_id, window, 0)
+            client.incr(counter.version_key)
+            client.delete(counter.value_key)
     except redis.RedisError:
-        log.warning("could not reset limit counter %s", counter.prefix, exc_info=True)
+        log.warning("could not reset the %s limit counters of %s", kind, owner_id, exc_info=True)
     finally:
         client.close()

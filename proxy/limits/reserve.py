@@ -64,7 +64,7 @@ async def reserve(store: LimitStore, key, generation_id: str, when: datetime, wo
             402,
             f"This request could cost up to ${format_usd(from_units(reservation.worst_units))} "
             f"(input upper bound plus max_tokens of output) but {counter.describe(key)} has "
-            f"${format_usd(from_units(available))} left. Lower max_tokens, or raise the limit.",
+            f"${format_usd(from_units(available))} left. Lower max_tokens, or raise the limit.{counter.resets()}",
             type="insufficient_quota", code=counter.error_code(), headers={"x-should-retry": "false"},
         )
     if result[0] == "rate":

@@ -76,9 +76,27 @@ class Invitation(models.Model):
 
 
 class ApiKey(models.Model):
-    """A team's API key. Only the SHA-256 of the key is stored, plus a display prefix."""
+    """A team's API key. Only the SHA-256 of the key is stored, plus a display prefix.
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
+    Inference keys call models. Management keys (`kind=management`) call the management
+    API and never a model; a management key without a team is an operator key, which
+    acts on every team."""
+
+    class Kind(models.TextChoices):
+        INFERENCE = "inference", "Inference (calls models)"
+        MANAGEMENT = "management", "Management (manages keys, budgets, usage)"
+
+    class LimitReset(models.TextChoices):
+        """When a key's spend limit starts over, in BILLING_TIME_ZONE (weeks start on
+        Monday). Empty: the calendar month, as keys always had."""
+
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+        MONTHLY = "monthly", "Monthly"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys", null=True, blank=True,
+                             help_text="Empty only for operator keys (management keys for every team).")
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INFERENCE)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -86,18 +104,43 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     prefix = models.CharField(max_length=16, editable=False)
     created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
     last_used = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Reversible, unlike revocation: a disabled key is refused until it is enabled again.
+    disabled = models.BooleanField(default=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     # Public model ids this key may call; empty = every enabled model.
     allowed_models = models.JSONField(default=list, blank=True)
     rpm_limit = models.PositiveIntegerField(null=True, blank=True)
     tpm_limit = models.PositiveIntegerField(null=True, blank=True)
-    monthly_limit = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    # The key's spend limit (USD) per `limit_reset` period (the column keeps its first name).
+    monthly_limit = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True,
+                                        verbose_name="spend limit",
+                                        help_text="USD per limit period (see limit reset); empty = no limit.")
+    limit_reset = models.CharField(max_length=8, choices=LimitReset.choices, null=True, blank=True,
+                                   help_text="Empty = calendar month.")
+    metadata = models.JSONField(default=dict, blank=True, help_text="Free-form labels set through the API.")
 
     class Meta:
         db_table = "proxy_apikey"
         ordering = ["-created"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(team__isnull=False) | models.Q(kind="management"),
+                                   name="apikey_team_unless_operator"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+    @property
+    def is_management(self) -> bool:
+        return self.kind == self.Kind.MANAGEMENT
+
+    @property
+    def is_operator(self) -> bool:
+        return self.is_management and self.team_id is None
+
+    @property
+    def limit_period(self) -> str:
+        return self.limit_reset or self.LimitReset.MONTHLY

@@ -23,24 +23,59 @@ class IssuedKey:
 
 
 def create_key(
-    team: Team,
+    team: Team | None,
     *,
     name: str = "",
     created_by=None,
     monthly_limit: Decimal | None = None,
+    limit_reset: str | None = None,
     rpm: int | None = None,
     tpm: int | None = None,
     allowed_models: list[str] | None = None,
     expires_at: datetime | None = None,
+    kind: str = ApiKey.Kind.INFERENCE,
+    metadata: dict | None = None,
+    disabled: bool = False,
 ) -> IssuedKey:
-    """A new key; `allowed_models` must already be canonical public model ids."""
+    """A new key; `allowed_models` must already be canonical public model ids. A
+    management key without a team is an operator key; an inference key needs a team."""
+    if team is None and kind != ApiKey.Kind.MANAGEMENT:
+        raise KeyOperationError("only management (operator) keys can be without a team")
     plaintext = generate_key()
     api_key = ApiKey.objects.create(
         team=team, created_by=created_by, name=name, key_hash=hash_key(plaintext),
-        prefix=display_prefix(plaintext), monthly_limit=monthly_limit, rpm_limit=rpm,
-        tpm_limit=tpm, allowed_models=list(allowed_models or ()), expires_at=expires_at,
+        prefix=display_prefix(plaintext), monthly_limit=monthly_limit, limit_reset=limit_reset or None,
+        rpm_limit=rpm, tpm_limit=tpm, allowed_models=list(allowed_models or ()), expires_at=expires_at,
+        kind=kind, metadata=dict(metadata or {}), disabled=disabled,
     )
     return IssuedKey(api_key, plaintext)
+
+
+# What `update_key` may change, by the names the callers use → model fields.
+EDITABLE = {"name": "name", "disabled": "disabled", "monthly_limit": "monthly_limit", "limit_reset": "limit_reset",
+            "rpm": "rpm_limit", "tpm": "tpm_limit", "allowed_models": "allowed_models", "expires_at": "expires_at",
+            "metadata": "metadata"}
+
+
+def update_key(api_key: ApiKey, **changes) -> ApiKey:
+    """Edits a key; every gateway process drops its cached copy and the key's limit
+    counters are rebuilt from the ledger for the (possibly new) period once the change is
+    committed (see proxy.signals). `allowed_models` must already be canonical ids."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise KeyOperationError(f"cannot change {', '.join(sorted(unknown))}")
+    if api_key.revoked_at is not None:
+        raise KeyOperationError("the key is revoked")
+    fields = []
+    for name, value in changes.items():
+        field = EDITABLE[name]
+        if field == "limit_reset":
+            value = value or None
+        setattr(api_key, field, value)
+        fields.append(field)
+    if fields:
+        api_key.save(update_fields=[*fields, "updated"])
+    return api_key
 
 
 def find_key(key_or_prefix: str) -> ApiKey:
@@ -60,5 +95,5 @@ def revoke_key(api_key: ApiKey) -> ApiKey:
     the save; see proxy.signals)."""
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        api_key.save(update_fields=["revoked_at", "updated"])
     return api_key

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from billing.selectors import canonical_model_ids
 from tokenhub_portal.accounts.models import ApiKey, Invitation, Membership, Team
-from tokenhub_portal.accounts.services import IssuedKey, KeyOperationError, create_key, revoke_key
+from tokenhub_portal.accounts.services import IssuedKey, KeyOperationError, create_key, revoke_key, update_key
 
 
 class InvitationError(ValueError):
@@ -113,17 +113,29 @@ def revoke_invitation(membership: Membership, invitation_id: int) -> Invitation:
 
 # --- keys --------------------------------------------------------------------------------
 
-def issue_key(team: Team, *, models: list[str] | None = None, **fields) -> IssuedKey:
-    """A new key for `team`; its model allow-list (ids or aliases) is checked against the
-    model table and stored as canonical ids."""
+def canonical_models(models: list[str] | None) -> list[str]:
+    """A model allow-list (ids or aliases) as canonical ids; unknown names are refused."""
     allowed = [m for m in (models or []) if m]
     if allowed:
         known = canonical_model_ids(allowed)
         missing = [m for m in allowed if m not in known]
         if missing:
             raise KeyOperationError(f"unknown model(s): {', '.join(missing)}")
-        allowed = [known[m] for m in allowed]
-    return create_key(team, allowed_models=allowed, **fields)
+        allowed = list(dict.fromkeys(known[m] for m in allowed))
+    return allowed
+
+
+def issue_key(team: Team | None, *, models: list[str] | None = None, **fields) -> IssuedKey:
+    """A new key for `team` (None: an operator key); its model allow-list (ids or aliases)
+    is checked against the model table and stored as canonical ids."""
+    return create_key(team, allowed_models=canonical_models(models), **fields)
+
+
+def edit_key(api_key: ApiKey, *, models: list[str] | None = None, **changes) -> ApiKey:
+    """Changes a key's settings; `models` (if given) is checked like at creation."""
+    if models is not None:
+        changes["allowed_models"] = canonical_models(models)
+    return update_key(api_key, **changes)
 
 
 def create_team_key(membership: Membership, **fields) -> IssuedKey:
@@ -136,3 +148,20 @@ def revoke_team_key(membership: Membership, key_id: int) -> ApiKey:
     _require_manager(membership)
     api_key = ApiKey.objects.get(pk=key_id, team=membership.team)  # another team's key → DoesNotExist
     return revoke_key(api_key)
+
+
+# --- teams (management API) ----------------------------------------------------------------
+
+TEAM_FIELDS = {"budget": "monthly_budget"}
+
+
+def change_team(team: Team, **changes) -> Team:
+    """Edits a team's settings (the API's names → fields). Every gateway process reloads
+    the team's keys and rebuilds its budget counters once committed (proxy.signals)."""
+    fields = []
+    for name, value in changes.items():
+        setattr(team, TEAM_FIELDS[name], value)
+        fields.append(TEAM_FIELDS[name])
+    if fields:
+        team.save(update_fields=fields)
+    return team

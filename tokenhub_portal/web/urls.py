@@ -8,6 +8,7 @@ from . import views
 MONTH = r"(?P<month>\d{4}-\d{2})"
 
 urlpatterns = [
+    path("", include("tokenhub_portal.web.api.urls")),
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("accounts/signup/", views.signup, name="signup"),
