@@ -45,19 +45,22 @@ def make_key(db):
 
 
 class InProcessApi:
-    """Calls the gateway's ASGI app in-process (same DB transaction as the test)."""
+    """Calls the one ASGI app in-process (same DB transaction as the test): the lean
+    router, and Django for the management API and the portal."""
 
     def __init__(self, app):
         self.transport = httpx.ASGITransport(app=app)
 
-    def request(self, method: str, path: str, key: str | None = None, json=None, headers=None, content=None):
+    def request(self, method: str, path: str, key: str | None = None, json=None, headers=None, content=None,
+                params=None, cookies=None):
         hdrs = dict(headers or {})
         if key:
             hdrs.setdefault("Authorization", f"Bearer {key}")
 
         async def go():
-            async with httpx.AsyncClient(transport=self.transport, base_url="http://testserver") as client:
-                return await client.request(method, path, json=json, headers=hdrs, content=content)
+            async with httpx.AsyncClient(transport=self.transport, base_url="http://testserver",
+                                         cookies=cookies) as client:
+                return await client.request(method, path, json=json, headers=hdrs, content=content, params=params)
 
         return async_to_sync(go)()
 
@@ -67,12 +70,27 @@ class InProcessApi:
     def post(self, path, key=None, **kw):
         return self.request("POST", path, key, **kw)
 
+    def patch(self, path, key=None, **kw):
+        return self.request("PATCH", path, key, **kw)
+
+    def delete(self, path, key=None, **kw):
+        return self.request("DELETE", path, key, **kw)
+
 
 @pytest.fixture
 def api(seeded):
+    from django.core import signals
+    from django.db import close_old_connections
+
     from tokenhub_portal.asgi import application
 
-    return InProcessApi(application)
+    # As Django's test client does: Django's request signals would close the connection
+    # that holds the test's transaction.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield InProcessApi(application)
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 def assert_openai_error(response, status: int, code: str | None = None):

@@ -123,6 +123,10 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 # portal and the API docs work with DEBUG=0 without a front proxy and without a
 # collectstatic step; files collected into STATIC_ROOT are served too.
 WHITENOISE_USE_FINDERS = True
+try:  # WhiteNoise warns at every start when the collected-files directory is missing
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+except OSError:
+    pass
 WHITENOISE_MAX_AGE = 3600
 LOGIN_URL = "/accounts/login/"
 

@@ -45,6 +45,17 @@ class MoneyInput(serializers.DecimalField):
         return money(value)
 
 
+class Text(serializers.CharField):
+    """A string, and only a string (DRF would turn 1 into "1")."""
+
+    default_error_messages = {"invalid": "Must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not know, naming them."""
 
@@ -155,15 +166,15 @@ class KeyDeletedSerializer(serializers.Serializer):
 
 
 class _KeyFields(StrictSerializer):
-    name = serializers.CharField(max_length=100)
+    name = Text(max_length=100)
     limit = MoneyInput(min_value=Decimal(0), allow_null=True, required=False,
                        help_text="USD per limit period; null = no limit.")
     limit_reset = serializers.ChoiceField(choices=ApiKey.LimitReset.choices, allow_null=True, required=False)
     expires_at = serializers.DateTimeField(allow_null=True, required=False)
-    models = serializers.ListField(child=serializers.CharField(max_length=100), max_length=100, required=False)
+    models = serializers.ListField(child=Text(max_length=100), max_length=100, required=False)
     rpm = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True, required=False)
     tpm = serializers.IntegerField(min_value=1, max_value=2_000_000_000, allow_null=True, required=False)
-    metadata = serializers.DictField(child=serializers.CharField(max_length=500, allow_blank=True), required=False,
+    metadata = serializers.DictField(child=Text(max_length=500, allow_blank=True), required=False,
                                      validators=[validate_metadata])
 
     def validate_expires_at(self, value):
@@ -184,7 +195,7 @@ class KeyCreateSerializer(_KeyFields):
 
 
 class KeyUpdateSerializer(_KeyFields):
-    name = serializers.CharField(max_length=100, required=False)
+    name = Text(max_length=100, required=False)
     disabled = serializers.BooleanField(required=False)
 
 
@@ -237,7 +248,7 @@ class OperatorTeamPatchSerializer(TeamPatchSerializer):
 class CreditSerializer(StrictSerializer):
     amount = serializers.DecimalField(max_digits=24, decimal_places=10,
                                       help_text="USD; negative for an adjustment. Never zero.")
-    note = serializers.CharField(max_length=200, allow_blank=True, required=False, default="")
+    note = Text(max_length=200, allow_blank=True, required=False, default="")
 
     def validate_amount(self, value: Decimal) -> Decimal:
         if value == 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from . import views
 from .errors import not_found_view
@@ -26,7 +26,7 @@ def _mount(mount: str) -> list:
         path(root + "requests", views.RequestsView.as_view()),
         path(root + "usage", views.UsageView.as_view()),
         re_path(rf"^{root}statements/{MONTH}$", views.StatementView.as_view()),
-        path(root + "openapi.json", SpectacularAPIView.as_view(), name="openapi" if mount == settings.API_MOUNTS[0]
+        path(root + "openapi.json", SpectacularJSONAPIView.as_view(), name="openapi" if mount == settings.API_MOUNTS[0]
              else None),
         # anything else routed here (e.g. /keys/a/b): a 404 in the API's error shape
         re_path(rf"^{root}(keys|teams|statements)/.*$", not_found_view),
