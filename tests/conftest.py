@@ -2,6 +2,7 @@
 Redis of REDIS_URL when set; SQLite and eager tasks otherwise."""
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,8 @@ from tokenhub_portal.web.services import issue_key
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS_TOKEN = "test-metrics-token"
+# Gateways started by the tests read their clock's offset from here (see tests/clock.py).
+CLOCK_FILE = ROOT / "var" / f"test-clock-{os.getpid()}"
 
 
 @pytest.fixture(autouse=True)
@@ -139,8 +142,6 @@ def database_url_for_subprocesses() -> str:
 
 
 def subprocess_env(**extra) -> dict:
-    import os
-
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": database_url_for_subprocesses()}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each server process tree keeps its own metrics
     env.update({k: v for k, v in extra.items() if v is not None})
@@ -216,7 +217,8 @@ def start_gateway(simulator_url: str, workers: int = 1, **env_overrides: str):
     port = free_port()
     env = subprocess_env(**{"ANTHROPIC_BASE_URL": simulator_url, "ANTHROPIC_API_KEY": "sk-ant-simulated",
                             "ANTHROPIC_MAX_RETRIES": "2", "KEY_CACHE_SECONDS": "30",
-                            "METRICS_TOKEN": METRICS_TOKEN, **env_overrides})
+                            "METRICS_TOKEN": METRICS_TOKEN, "TOKENHUB_TEST_CLOCK": str(CLOCK_FILE),
+                            **env_overrides})
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",

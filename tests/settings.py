@@ -10,3 +10,8 @@ from tokenhub_portal.settings import BASE_DIR, DATABASES  # noqa: E402
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so gateway and Celery subprocesses share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "var" / "test.sqlite3")}
+
+if os.environ.get("TOKENHUB_TEST_CLOCK"):  # gateway subprocesses: a clock the test can move
+    from tests.clock import install
+
+    install(os.environ["TOKENHUB_TEST_CLOCK"])
