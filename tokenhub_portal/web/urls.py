@@ -32,3 +32,5 @@ urlpatterns = [
     path("invite/<str:token>/", views.invite_accept, name="invite_accept"),
     path("welcome/", views.no_team, name="no_team"),
 ]
+
+handler404 = "tokenhub_portal.web.api.errors.page_not_found"

@@ -79,3 +79,13 @@ def not_found_view(request, *args, **kwargs):
     return json_error(status.HTTP_404_NOT_FOUND, f"Unknown endpoint: {request.method} {request.path}",
                       code="unknown_url")
 
+
+
+def page_not_found(request, exception=None):
+    """Django's 404 handler: the API's error shape under the API mounts, the portal's page elsewhere."""
+    from django.conf import settings
+    from django.views.defaults import page_not_found as portal_not_found
+
+    if any(request.path == m or request.path.startswith(m + "/") for m in settings.API_MOUNTS):
+        return not_found_view(request)
+    return portal_not_found(request, exception)

@@ -13,6 +13,10 @@ def _envelope(results_schema: dict, extra: dict) -> dict:
 class OffsetPage(LimitOffsetPagination):
     default_limit = 100
     max_limit = 500
+    max_offset = 10**9
+
+    def get_offset(self, request):
+        return min(super().get_offset(request), self.max_offset)  # the database's OFFSET is a bigint
 
     def get_paginated_response(self, data):
         return Response({"data": data, "total": self.count, "offset": self.offset, "limit": self.limit})

@@ -7,7 +7,6 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from . import views
-from .errors import not_found_view
 
 KEY_HASH = r"(?P<key_hash>[^/]+)"
 TEAM_ID = r"(?P<team_id>[0-9]{1,18})"
@@ -28,8 +27,6 @@ def _mount(mount: str) -> list:
         re_path(rf"^{root}statements/{MONTH}$", views.StatementView.as_view()),
         path(root + "openapi.json", SpectacularJSONAPIView.as_view(), name="openapi" if mount == settings.API_MOUNTS[0]
              else None),
-        # anything else routed here (e.g. /keys/a/b): a 404 in the API's error shape
-        re_path(rf"^{root}(keys|teams|statements)/.*$", not_found_view),
     ]
 
 

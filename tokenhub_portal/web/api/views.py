@@ -48,12 +48,22 @@ def _team_id(raw, param: str = "team") -> int:
         value = int(raw)
     except (TypeError, ValueError):
         raise ApiError(400, f"'{param}' must be a team id (an integer).", code="invalid_value", param=param) from None
-    if value < 1:
+    if not 1 <= value < 2**63:
         raise ApiError(400, f"'{param}' must be a team id (an integer).", code="invalid_value", param=param)
     return value
 
 
 class ManagementView(APIView):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        # The database cannot store NUL, nor compare against it: refuse it up front, by name.
+        for name, values in request.query_params.lists():
+            if "\x00" in name or any("\x00" in v for v in values):
+                raise ApiError(400, f"'{name}' must not contain NUL characters.", code="invalid_value", param=name)
+        for name, value in kwargs.items():
+            if "\x00" in str(value):
+                raise ApiError(400, f"'{name}' must not contain NUL characters.", code="invalid_value", param=name)
+
     def team(self, request, raw=None, *, required: bool = True) -> Team | None:
         """The team the caller acts on; `raw`: the id the client named (query or body)."""
         actor = request.user
