@@ -76,7 +76,8 @@ def test_admin_shows_a_new_key_once_without_a_flash_message(client, seeded, djan
     admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw-123456-x")
     client.force_login(admin)
     team = Team.objects.create(name="admin-made")
-    r = client.post("/admin/accounts/apikey/add/", {"team": team.pk, "name": "from-admin", "allowed_models": "[]"})
+    r = client.post("/admin/accounts/apikey/add/", {"team": team.pk, "kind": "inference", "name": "from-admin",
+                                                    "allowed_models": "[]", "metadata": "{}"})
     assert r.status_code == 200 and "no-store" in r["Cache-Control"]
     plaintext = r.context["plaintext"]
     stored = ApiKey.objects.get(name="from-admin")

@@ -40,12 +40,13 @@ class InvitationAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "team", "created", "last_used", "revoked_at", "expires_at", "monthly_limit"]
-    list_filter = ["team", ("revoked_at", admin.EmptyFieldListFilter)]
+    list_display = ["prefix", "name", "team", "kind", "created", "last_used", "disabled", "revoked_at", "expires_at",
+                    "monthly_limit", "limit_reset"]
+    list_filter = ["kind", "disabled", "team", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "name", "team__name"]
-    readonly_fields = ["prefix", "created", "last_used", "revoked_at"]
-    fields = ["team", "name", "prefix", "allowed_models", "rpm_limit", "tpm_limit", "monthly_limit",
-              "expires_at", "created", "last_used", "revoked_at"]
+    readonly_fields = ["prefix", "created", "updated", "last_used", "revoked_at"]
+    fields = ["team", "kind", "name", "prefix", "disabled", "allowed_models", "rpm_limit", "tpm_limit",
+              "monthly_limit", "limit_reset", "metadata", "expires_at", "created", "updated", "last_used", "revoked_at"]
     actions = ["revoke"]
     autocomplete_fields = ["team"]
 

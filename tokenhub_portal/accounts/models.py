@@ -3,6 +3,7 @@
 The tables keep the names they were created with (the models moved here from the
 `tokenhub_portal` and `proxy` apps without moving any data)."""
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -132,6 +133,11 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+    def clean(self) -> None:
+        if self.team_id is None and self.kind != self.Kind.MANAGEMENT:
+            raise ValidationError({"team": "Only management keys can be without a team (an operator key, for "
+                                           "every team)."})
 
     @property
     def is_management(self) -> bool:

@@ -40,8 +40,16 @@ class DateInput(forms.DateInput):
 class KeyCreateForm(forms.Form):
     name = forms.CharField(max_length=100, widget=forms.TextInput(attrs={"placeholder": "e.g. backend-prod",
                                                                         "autofocus": True}))
+    kind = forms.ChoiceField(choices=ApiKey.Kind.choices, initial=ApiKey.Kind.INFERENCE, widget=forms.RadioSelect,
+                             required=False,
+                             label="Kind", help_text="A management key automates keys, budgets and usage through the "
+                                                     "management API (/api/v1/keys…) and cannot call models.")
     monthly_limit = forms.DecimalField(required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
-                                       label="Monthly limit (USD)", help_text="Empty = no per-key limit.")
+                                       label="Spend limit (USD)", help_text="Empty = no per-key limit.")
+    limit_reset = forms.ChoiceField(required=False, label="Limit resets",
+                                    choices=[("", "Monthly (calendar month)"), ("daily", "Daily"),
+                                             ("weekly", "Weekly (Monday)")],
+                                    help_text="At midnight in the billing time zone.")
     rpm = forms.IntegerField(required=False, min_value=1, label="Requests / minute")
     tpm = forms.IntegerField(required=False, min_value=1, label="Tokens / minute")
     models = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
@@ -62,10 +70,17 @@ class KeyCreateForm(forms.Form):
             raise forms.ValidationError("Pick a day in the future.")
         return when
 
+    def clean(self):
+        d = super().clean()
+        if d.get("kind") == ApiKey.Kind.MANAGEMENT and any(d.get(f) for f in ("monthly_limit", "rpm", "tpm", "models")):
+            raise forms.ValidationError("A management key cannot call models: leave the limits and models empty.")
+        return d
+
     def issue_kwargs(self) -> dict:
         d = self.cleaned_data
-        return {"name": d["name"], "monthly_limit": d["monthly_limit"], "rpm": d["rpm"], "tpm": d["tpm"],
-                "models": d["models"], "expires_at": d["expires"]}
+        return {"name": d["name"], "kind": d["kind"] or ApiKey.Kind.INFERENCE, "monthly_limit": d["monthly_limit"],
+                "limit_reset": d["limit_reset"] or None, "rpm": d["rpm"], "tpm": d["tpm"], "models": d["models"],
+                "expires_at": d["expires"]}
 
 
 class InviteForm(forms.Form):

@@ -10,9 +10,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from billing.models import Charge, Model, MonthlyStatement, RequestRecord, UsageRollup
-from billing.months import billing_tz, current_month, month_start
+from billing.months import billing_tz, current_month, limit_window, month_start, window_bounds
 from billing.rollups import totals_by
 from billing.selectors import credit_balance, live_cutoff, usage, usage_total
+from billing.usage import key_spend
 from tokenhub_portal.accounts.models import ApiKey, Invitation, Membership, Team
 
 SESSION_TEAM = "team_id"
@@ -129,13 +130,24 @@ def recent_errors(team: Team, now: datetime, limit: int = 10) -> list[RequestRec
 # --- keys --------------------------------------------------------------------------------------
 
 def team_keys(team: Team, now: datetime | None = None) -> list[ApiKey]:
+    """The team's keys with this month's spend and, for keys with a spend limit, the spend
+    of the limit's current window (day, week or month, from the ledger) and when it resets."""
     now = now or timezone.now()
     keys = list(ApiKey.objects.filter(team=team).select_related("created_by"))
     spend = {r["api_key_id"]: r["cost"] for r in usage(["api_key_id"], team_id=team.pk, start=month_start(now), now=now)}
+    limited = [k for k in keys if k.monthly_limit is not None and k.revoked_at is None]
+    windows = key_spend([k.id for k in limited], now)
+    for key in keys:
+        key.period_spend = key.period_resets = None
+    for key in limited:
+        key.period_spend = windows[key.id][key.limit_period]
+        key.period_resets = window_bounds(limit_window(key.limit_period, now))[1]
     for key in keys:
         key.month_spend = spend.get(key.id, Decimal(0))
         if key.revoked_at:
             key.status = "revoked"
+        elif key.disabled:
+            key.status = "disabled"
         elif key.expires_at and key.expires_at <= now:
             key.status = "expired"
         else:
