@@ -301,3 +301,20 @@ def test_an_operator_key_without_a_team_is_the_only_teamless_key(db):
 
     with pytest.raises(IntegrityError):
         ApiKey.objects.create(team=None, kind="inference", key_hash="x" * 64, prefix="th-x")
+
+
+def test_docs_and_their_assets_are_served_by_tokenhub_itself(api, settings):
+    import re
+
+    assert not settings.DEBUG
+    page = api.get("/api/docs/")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+    assets = set(re.findall(r'(?:src|href)="([^"]+\.(?:js|css|png))"', page.text))
+    assets |= set(re.findall(r'"(/static/[^"]+\.(?:js|css|png))"', page.text))
+    assert assets and all(a.startswith("/static/") for a in assets), assets  # no outside hosts
+    for asset in assets:
+        r = api.get(asset)
+        assert r.status_code == 200 and len(r.content) > 100, asset
+    assert "http" not in "".join(re.findall(r'(?:src|href)="([^"]+)"', page.text))
+    # the portal's and the admin's static files too (WhiteNoise, no front proxy)
+    assert api.get("/static/admin/css/base.css").status_code == 200

@@ -9,11 +9,11 @@ from decimal import Decimal
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.ledger_usage import key_spend
 from billing.models import Charge, Model, MonthlyStatement, RequestRecord, UsageRollup
 from billing.months import billing_tz, current_month, limit_window, month_start, window_bounds
 from billing.rollups import totals_by
 from billing.selectors import credit_balance, live_cutoff, usage, usage_total
-from billing.usage import key_spend
 from tokenhub_portal.accounts.models import ApiKey, Invitation, Membership, Team
 
 SESSION_TEAM = "team_id"

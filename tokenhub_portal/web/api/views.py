@@ -18,11 +18,11 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.ledger_usage import key_spend, team_money, usage
 from billing.models import Charge, RequestRecord
 from billing.months import BadMonth, current_month, month_start, parse_month
 from billing.reports import statement_csv, statement_from_ledger, stored_statement
 from billing.services import add_credit
-from billing.usage import key_spend, team_money, usage
 from tokenhub_portal.accounts.models import ApiKey, Team
 from tokenhub_portal.accounts.services import KeyOperationError, revoke_key
 
