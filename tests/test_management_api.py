@@ -67,6 +67,10 @@ def test_a_management_key_cannot_call_models(api, mkey, operator_key):
         err = assert_openai_error(api.post("/api/v1/chat/completions", key, json=body), 403,
                                   "management_key_not_allowed")
         assert "cannot call models" in err["message"]
+    anthropic = {"model": "claude-sonnet-4-6", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):  # the Anthropic front door, its error shape
+        r = api.post(path, headers={"x-api-key": mkey.plaintext, "anthropic-version": "2023-06-01"}, json=anthropic)
+        assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error", r.text
     # …but it may read: the calling key, the model table
     assert api.get("/api/v1/key", mkey.plaintext).json()["data"]["scope"] == "management"
     assert api.get("/api/v1/key", operator_key.plaintext).json()["data"]["team"] is None
