@@ -40,6 +40,7 @@ class KeyInfo:
     monthly_limit: Decimal | None
     team_monthly_budget: Decimal | None = None
     team_prepaid: bool = False
+    team_suspended: bool = False
     limit_reset: str | None = None  # the period of monthly_limit: daily/weekly/monthly (None = monthly)
     disabled: bool = False
     scope: str = ApiKey.Kind.INFERENCE  # management keys manage; they never call models
@@ -53,6 +54,7 @@ class KeyInfo:
             expires_at=key.expires_at, allowed_models=frozenset(key.allowed_models or ()),
             rpm_limit=key.rpm_limit, tpm_limit=key.tpm_limit, monthly_limit=key.monthly_limit,
             team_monthly_budget=team.monthly_budget if team else None, team_prepaid=bool(team and team.prepaid),
+            team_suspended=bool(team and team.suspended),
             limit_reset=key.limit_reset, disabled=key.disabled, scope=key.kind,
         )
 
@@ -100,6 +102,9 @@ async def authenticate(keys: KeyCache, headers, *, management: bool = False) -> 
         raise _unauthorized("This API key is disabled.", code="disabled_api_key")
     if info.expires_at is not None and info.expires_at <= timezone.now():
         raise _unauthorized("This API key has expired.", code="expired_api_key")
+    if info.team_suspended:
+        raise GatewayError(403, f"The team '{info.team_name}' is suspended; its keys cannot be used. "
+                                "Contact your TokenHub operator.", type="permission_error", code="team_suspended")
     if not (management or info.calls_models):
         raise management_key_refused()
     return info

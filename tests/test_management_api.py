@@ -322,3 +322,37 @@ def test_docs_and_their_assets_are_served_by_tokenhub_itself(api, settings):
     assert "http" not in "".join(re.findall(r'(?:src|href)="([^"]+)"', page.text))
     # the portal's and the admin's static files too (WhiteNoise, no front proxy)
     assert api.get("/static/admin/css/base.css").status_code == 200
+
+
+def test_team_alert_thresholds_and_webhook_secret_once(api, mkey, settings):
+    r = api.patch("/api/v1/team", mkey.plaintext, json={"alert_thresholds": [100, 50, 80]})
+    assert r.status_code == 200 and r.json()["data"]["alert_thresholds"] == [50, 80, 100]
+    assert r.json()["webhook_secret"] is None
+    err = assert_openai_error(api.patch("/api/v1/team", mkey.plaintext, json={"webhook_url": "http://127.0.0.1/h"}), 400)
+    assert err["param"] == "webhook_url" and "private" in err["message"]  # no SSRF into the operator's network
+    for bad in ([0], [101], ["x"], "80"):
+        assert assert_openai_error(api.patch("/api/v1/team", mkey.plaintext, json={"alert_thresholds": bad}),
+                                   400)["param"].startswith("alert_thresholds")
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    r = api.patch("/api/v1/team", mkey.plaintext, json={"webhook_url": "http://127.0.0.1:9/hook"})
+    secret = r.json()["webhook_secret"]
+    assert r.status_code == 200 and secret.startswith("whsec_") and r.headers["cache-control"] == "no-store"
+    assert Team.objects.get(name="acme").webhook_secret == secret
+    shown = api.get("/api/v1/team", mkey.plaintext)
+    assert shown.json()["data"]["webhook_url"] == "http://127.0.0.1:9/hook" and secret not in shown.text
+    again = api.patch("/api/v1/team", mkey.plaintext, json={"webhook_url": "http://127.0.0.1:9/hook"})
+    assert again.json()["webhook_secret"] is None  # the same URL keeps its secret
+    assert api.patch("/api/v1/team", mkey.plaintext, json={"webhook_url": ""}).json()["data"]["webhook_url"] == ""
+
+
+def test_operator_suspends_and_resumes_a_team(api, operator_key, make_key, django_capture_on_commit_callbacks):
+    issued = make_key("acme")
+    body = {"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}]}
+    team = issued.api_key.team_id
+    r = api.patch(f"/api/v1/teams/{team}", operator_key.plaintext, json={"suspended": True})
+    assert r.status_code == 200 and r.json()["data"]["suspended"] is True
+    assert_openai_error(api.post("/api/v1/chat/completions", issued.plaintext, json=body), 403, "team_suspended")
+    assert api.get("/api/v1/teams", operator_key.plaintext).json()["data"][0]["suspended"] is True
+    with django_capture_on_commit_callbacks(execute=True):  # as at the commit: every process drops its cache
+        api.patch(f"/api/v1/teams/{team}", operator_key.plaintext, json={"suspended": False})
+    assert api.get("/api/v1/key", issued.plaintext).status_code == 200

@@ -218,5 +218,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"LimitResetEnum": "tokenhub_portal.accounts.models.ApiKey.LimitReset"},
 }
+# Budget-alert webhooks may not target loopback/private/link-local addresses (SSRF) unless
+# this is set (e.g. a receiver on the same host in development).
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
 # Seconds an Idempotency-Key's first answer is replayed.
 IDEMPOTENCY_SECONDS = 24 * 3600

@@ -7,6 +7,12 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+DEFAULT_ALERT_THRESHOLDS = (80, 100)
+
+
+def default_alert_thresholds() -> list[int]:
+    return list(DEFAULT_ALERT_THRESHOLDS)
+
 
 class Team(models.Model):
     name = models.CharField(max_length=100, unique=True)
@@ -14,6 +20,14 @@ class Team(models.Model):
     monthly_budget = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     # Prepaid teams are refused once their credit balance (credits - charges) is spent.
     prepaid = models.BooleanField(default=False)
+    # An operator's stop: every key of a suspended team gets 403 from every gateway process.
+    suspended = models.BooleanField(default=False)
+    # Percentages of the budget, the prepaid credit and each key's limit at which the
+    # owners/admins are told (once per threshold per period).
+    alert_thresholds = models.JSONField(default=default_alert_thresholds, blank=True)
+    # Budget alerts are POSTed here too, signed with webhook_secret (HMAC-SHA256).
+    webhook_url = models.URLField(max_length=500, blank=True)
+    webhook_secret = models.CharField(max_length=100, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -97,3 +97,71 @@ def revoke_key(api_key: ApiKey) -> ApiKey:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at", "updated"])
     return api_key
+
+
+# --- teams: budget, status, alerts -----------------------------------------------------------
+
+def set_team_budget(team: Team, monthly_budget: Decimal | None, *, prepaid: bool | None = None) -> Team:
+    """A new monthly budget (None = no budget) and, optionally, prepaid billing on/off.
+    Every gateway process applies it at once (see proxy.signals and accounts.changes)."""
+    if monthly_budget is not None and (not monthly_budget.is_finite() or monthly_budget < 0):
+        raise ValueError("the budget must be zero or more USD")
+    team.monthly_budget = monthly_budget
+    fields = ["monthly_budget"]
+    if prepaid is not None:
+        team.prepaid = prepaid
+        fields.append("prepaid")
+    team.save(update_fields=fields)
+    return team
+
+
+def set_team_suspended(team: Team, suspended: bool) -> Team:
+    """Suspend (every key of the team gets 403 everywhere within seconds) or resume."""
+    if team.suspended != suspended:
+        team.suspended = suspended
+        team.save(update_fields=["suspended"])
+    return team
+
+
+MAX_THRESHOLDS = 10
+
+
+def clean_thresholds(values) -> list[int]:
+    """Whole percentages of a limit, 1–100, sorted, without repeats."""
+    if not isinstance(values, list | tuple):
+        raise ValueError("alert thresholds must be a list of percentages")
+    out = set()
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+            raise ValueError(f"{value!r} is not a percentage")
+        try:
+            number = Decimal(str(value).strip().rstrip("%"))
+        except ArithmeticError:
+            raise ValueError(f"{value!r} is not a percentage") from None
+        if not number.is_finite() or number != number.to_integral_value() or not 1 <= number <= 100:
+            raise ValueError("each threshold must be a whole percentage from 1 to 100")
+        out.add(int(number))
+    if len(out) > MAX_THRESHOLDS:
+        raise ValueError(f"at most {MAX_THRESHOLDS} thresholds")
+    return sorted(out)
+
+
+def update_team_alerts(team: Team, *, thresholds=None, webhook_url: str | None = None) -> str | None:
+    """Set the alert thresholds and/or the webhook URL ("" removes it). A new URL gets a
+    new signing secret, returned here once (the caller shows it to the user); otherwise
+    None. WebhookURLError/ValueError on bad input, before anything is saved."""
+    from .webhooks import check_webhook_url, new_secret
+
+    fields, secret = [], None
+    if thresholds is not None:
+        team.alert_thresholds = clean_thresholds(thresholds)
+        fields.append("alert_thresholds")
+    if webhook_url is not None:
+        url = check_webhook_url(webhook_url) if webhook_url.strip() else ""
+        if url != team.webhook_url or (url and not team.webhook_secret):
+            team.webhook_url = url
+            team.webhook_secret = secret = new_secret() if url else ""
+            fields += ["webhook_url", "webhook_secret"]
+    if fields:
+        team.save(update_fields=fields)
+    return secret or None

@@ -149,19 +149,3 @@ def revoke_team_key(membership: Membership, key_id: int) -> ApiKey:
     api_key = ApiKey.objects.get(pk=key_id, team=membership.team)  # another team's key → DoesNotExist
     return revoke_key(api_key)
 
-
-# --- teams (management API) ----------------------------------------------------------------
-
-TEAM_FIELDS = {"budget": "monthly_budget"}
-
-
-def change_team(team: Team, **changes) -> Team:
-    """Edits a team's settings (the API's names → fields). Every gateway process reloads
-    the team's keys and rebuilds its budget counters once committed (proxy.signals)."""
-    fields = []
-    for name, value in changes.items():
-        setattr(team, TEAM_FIELDS[name], value)
-        fields.append(TEAM_FIELDS[name])
-    if fields:
-        team.save(update_fields=fields)
-    return team

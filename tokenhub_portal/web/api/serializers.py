@@ -218,10 +218,14 @@ class TeamSerializer(serializers.Serializer):
     month_spend = MoneyField()
     month_requests = serializers.IntegerField()
     keys = serializers.IntegerField(source="active_keys", help_text="Keys that are not revoked.")
+    suspended = serializers.BooleanField(help_text="A suspended team's keys get 403 everywhere.")
     created_at = serializers.DateTimeField(source="created")
 
 
 class TeamDetailSerializer(TeamSerializer):
+    alert_thresholds = serializers.ListField(child=serializers.IntegerField(),
+                                             help_text="Percentages of a budget or limit at which alerts are sent.")
+    webhook_url = serializers.CharField(help_text="Where budget alerts are POSTed (signed); empty = none.")
     members = MemberSerializer(many=True, source="member_list")
 
 
@@ -239,10 +243,26 @@ class TeamListSerializer(serializers.Serializer):
 class TeamPatchSerializer(StrictSerializer):
     budget = MoneyInput(min_value=Decimal(0), allow_null=True, required=False,
                         help_text="Monthly budget (USD); null removes it.")
+    alert_thresholds = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=100),
+                                             max_length=10, required=False,
+                                             help_text="Whole percentages, e.g. [50, 80, 100].")
+    webhook_url = Text(max_length=500, allow_blank=True, required=False,
+                       help_text="https URL for signed budget alerts; \"\" removes it. Setting it returns a new "
+                                 "webhook_secret, once.")
 
 
-class OperatorTeamPatchSerializer(TeamPatchSerializer):
+class TeamUpdatedSerializer(serializers.Serializer):
+    data = TeamDetailSerializer()
+    webhook_secret = serializers.CharField(allow_null=True, help_text="Only when webhook_url was just set: the "
+                                           "signing secret (X-TokenHub-Signature), shown this once.")
+
+
+class OperatorTeamPatchSerializer(StrictSerializer):
     """What operators may change on any team."""
+
+    budget = MoneyInput(min_value=Decimal(0), allow_null=True, required=False,
+                        help_text="Monthly budget (USD); null removes it.")
+    suspended = serializers.BooleanField(required=False, help_text="Suspend (403 for every key) or resume.")
 
 
 class CreditSerializer(StrictSerializer):

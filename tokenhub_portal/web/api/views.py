@@ -24,7 +24,14 @@ from billing.months import BadMonth, current_month, month_start, parse_month
 from billing.reports import statement_csv, statement_from_ledger, stored_statement
 from billing.services import add_credit
 from tokenhub_portal.accounts.models import ApiKey, Team
-from tokenhub_portal.accounts.services import KeyOperationError, revoke_key
+from tokenhub_portal.accounts.services import (
+    KeyOperationError,
+    revoke_key,
+    set_team_budget,
+    set_team_suspended,
+    update_team_alerts,
+)
+from tokenhub_portal.accounts.webhooks import WebhookURLError
 
 from .. import services
 from . import serializers as s
@@ -183,24 +190,43 @@ def _teams():
     return Team.objects.annotate(active_keys=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True)))
 
 
+def _team_detail(team_id: int) -> dict:
+    team = _teams().get(pk=team_id)
+    team.member_list = list(team.memberships.select_related("user").order_by("created", "id"))
+    return s.TeamDetailSerializer(_with_money([team])[0]).data
+
+
 class TeamView(ManagementView):
     @extend_schema(summary="The team", operation_id="team_retrieve", parameters=[TEAM_PARAM],
                    responses=s.TeamEnvelopeSerializer)
     def get(self, request):
-        team = _teams().get(pk=self.team(request).pk)
-        team.member_list = list(team.memberships.select_related("user").order_by("created", "id"))
-        return Response({"data": s.TeamDetailSerializer(_with_money([team])[0]).data})
+        return Response({"data": _team_detail(self.team(request).pk)})
 
-    @extend_schema(summary="Change the team's budget", operation_id="team_update",
+    @extend_schema(summary="Change the team's budget and alerts", operation_id="team_update",
                    parameters=[TEAM_PARAM, IDEMPOTENCY], request=s.TeamPatchSerializer,
-                   responses=s.TeamEnvelopeSerializer)
+                   responses=s.TeamUpdatedSerializer)
     @idempotent
     def patch(self, request):
         form = s.TeamPatchSerializer(data=request.data)
         form.is_valid(raise_exception=True)
+        changes = form.validated_data
         team = self.team(request)
-        services.change_team(team, **form.validated_data)
-        return self.get(request)
+        secret = None
+        with transaction.atomic():
+            if "budget" in changes:
+                set_team_budget(team, changes["budget"])
+            if "alert_thresholds" in changes or "webhook_url" in changes:
+                try:
+                    secret = update_team_alerts(team, thresholds=changes.get("alert_thresholds"),
+                                                webhook_url=changes.get("webhook_url"))
+                except WebhookURLError as exc:
+                    raise ApiError(400, str(exc), code="invalid_value", param="webhook_url") from None
+                except ValueError as exc:
+                    raise ApiError(400, str(exc), code="invalid_value", param="alert_thresholds") from None
+        response = Response({"data": _team_detail(team.pk), "webhook_secret": secret})
+        if secret:
+            response["Cache-Control"] = "no-store"
+        return response
 
 
 class TeamsView(ManagementView, generics.GenericAPIView):
@@ -233,9 +259,7 @@ class TeamDetailView(ManagementView):
     @extend_schema(summary="Get a team (operators)", operation_id="teams_retrieve",
                    responses=s.TeamEnvelopeSerializer)
     def get(self, request, team_id: int):
-        team = _operator_team(team_id)
-        team.member_list = list(team.memberships.select_related("user").order_by("created", "id"))
-        return Response({"data": s.TeamDetailSerializer(_with_money([team])[0]).data})
+        return Response({"data": _team_detail(_operator_team(team_id).pk)})
 
     @extend_schema(summary="Change a team (operators)", operation_id="teams_update", parameters=[IDEMPOTENCY],
                    request=s.OperatorTeamPatchSerializer, responses=s.TeamEnvelopeSerializer)
@@ -243,8 +267,13 @@ class TeamDetailView(ManagementView):
     def patch(self, request, team_id: int):
         form = s.OperatorTeamPatchSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        services.change_team(_operator_team(team_id), **form.validated_data)
-        return self.get(request, team_id)
+        team = _operator_team(team_id)
+        with transaction.atomic():
+            if "budget" in form.validated_data:
+                set_team_budget(team, form.validated_data["budget"])
+            if "suspended" in form.validated_data:
+                set_team_suspended(team, form.validated_data["suspended"])
+        return Response({"data": _team_detail(team.pk)})
 
 
 class TeamCreditsView(ManagementView):
