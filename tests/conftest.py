@@ -24,6 +24,22 @@ METRICS_TOKEN = "test-metrics-token"
 CLOCK_FILE = ROOT / "var" / f"test-clock-{os.getpid()}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_limit_counters_of_earlier_runs():
+    """Limit counters are keyed by key/team id and window; a new test database reuses the
+    ids, so counters an earlier run left in the test Redis (they live up to an hour) would
+    be taken for this run's spend."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        for name in client.scan_iter(match="th:*", count=1000):
+            client.delete(name)
+        client.close()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_runtime():
     """Each test gets a process runtime of its own: empty caches, a new limits store."""
