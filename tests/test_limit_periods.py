@@ -5,13 +5,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
+from django.utils import timezone
 
-from billing.selectors import ledger_spend, limit_window, window_bounds
+from billing.months import limit_window, window_bounds
+from billing.pricing import to_units
+from billing.selectors import ledger_spend
 from billing.services import charge_request
 from proxy import limits
-from proxy.auth import lookup
 from proxy.errors import GatewayError
+from proxy.runtime import current
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +51,7 @@ def test_counters_are_keyed_on_the_window(make_key):
     for reset, prefix in (("daily", "th:2026-11-29:key:"), ("weekly", "th:2026-W48:key:"),
                           ("monthly", "th:2026-11:key:"), (None, "th:2026-11:key:")):
         issued = make_key(name=f"k-{reset}", monthly_limit=Decimal("1"), limit_reset=reset)
-        key = async_to_sync(lookup)(issued.api_key.key_hash)
+        key = async_to_sync(current().keys.lookup)(issued.api_key.key_hash)
         (counter,) = limits.counters_for(key, when)
         assert counter.prefix == f"{prefix}{issued.api_key.pk}" and counter.period == (reset or "monthly")
         assert counter.error_code() == f"key_{reset or 'monthly'}_limit_exceeded"
@@ -71,63 +75,65 @@ def test_a_spent_daily_limit_refuses_and_the_next_day_allows(make_key, make_reco
     """Reserve-and-settle on the shared counters: the day's counter is rebuilt from that
     day's charges; the next day starts from its own (empty) window."""
     issued = make_key(monthly_limit=Decimal("0.50"), limit_reset="daily")
-    key = async_to_sync(lookup)(issued.api_key.key_hash)
+    key = async_to_sync(current().keys.lookup)(issued.api_key.key_hash)
     day = datetime(2031, 5, 6, 9, tzinfo=UTC)
     charge_request(make_record(issued, created=day - timedelta(hours=1), input_tokens=100_000).pk)  # $0.30 spent
 
     async def scenario():
+        store = current().limits
         try:
             # $0.15 fits, then $0.10 more does not ($0.05 left)
-            held = await limits.reserve(key, "chatcmpl-d1", day, Decimal("0.15"), 10)
-            limits.settle_soon(held, Decimal("0.15"), 10)
-            await limits.drain()
+            held = await limits.reserve(store, key, "chatcmpl-d1", day, Decimal("0.15"), 10)
+            limits.settle_soon(store, held, Decimal("0.15"), 10)
+            await limits.drain(store)
             with pytest.raises(GatewayError) as refused:
-                await limits.reserve(key, "chatcmpl-d2", day + timedelta(hours=14), Decimal("0.10"), 10)
+                await limits.reserve(store, key, "chatcmpl-d2", day + timedelta(hours=14), Decimal("0.10"), 10)
             assert refused.value.status == 402 and refused.value.code == "key_daily_limit_exceeded"
             assert "It resets at 2031-05-07 00:00" in refused.value.message
             # the next day: a fresh window, rebuilt from that day's (empty) ledger
             next_day = day + timedelta(days=1)
-            held = await limits.reserve(key, "chatcmpl-d3", next_day, Decimal("0.45"), 10)
+            held = await limits.reserve(store, key, "chatcmpl-d3", next_day, Decimal("0.45"), 10)
             assert held.counters[0].window == "2031-05-07"
-            limits.settle_soon(held, Decimal("0.40"), 10)
-            await limits.drain()
+            limits.settle_soon(store, held, Decimal("0.40"), 10)
+            await limits.drain(store)
             with pytest.raises(GatewayError):
-                await limits.reserve(key, "chatcmpl-d4", next_day, Decimal("0.11"), 10)
+                await limits.reserve(store, key, "chatcmpl-d4", next_day, Decimal("0.11"), 10)
             # ...and the day before still holds its own figures
-            client = limits.redis_client()
+            client = store.client()
             (old,) = limits.counters_for(key, day)
-            assert int(await client.get(old.value_key)) == limits.to_units(Decimal("0.45"))
+            assert int(await client.get(old.value_key)) == to_units(Decimal("0.45"))
         finally:
-            client = limits.redis_client()
+            client = store.client()
             for when in (day, day + timedelta(days=1)):
                 (c,) = limits.counters_for(key, when)
                 await client.delete(c.value_key, c.reserved_key, c.version_key)
-            await limits.close()
+            await store.close()
 
     async_to_sync(scenario)()
 
 
 def test_weekly_limit_counts_the_whole_week(make_key, make_record):
     issued = make_key(monthly_limit=Decimal("0.50"), limit_reset="weekly")
-    key = async_to_sync(lookup)(issued.api_key.key_hash)
+    key = async_to_sync(current().keys.lookup)(issued.api_key.key_hash)
     monday = datetime(2031, 6, 2, 9, tzinfo=UTC)
     charge_request(make_record(issued, created=monday, input_tokens=100_000).pk)  # $0.30 on Monday
 
     async def scenario():
+        store = current().limits
         try:
             with pytest.raises(GatewayError) as refused:  # Sunday: the same week, $0.20 left
-                await limits.reserve(key, "chatcmpl-w1", monday + timedelta(days=6), Decimal("0.25"), 10)
+                await limits.reserve(store, key, "chatcmpl-w1", monday + timedelta(days=6), Decimal("0.25"), 10)
             assert refused.value.code == "key_weekly_limit_exceeded"
-            held = await limits.reserve(key, "chatcmpl-w2", monday + timedelta(days=7), Decimal("0.25"), 10)
+            held = await limits.reserve(store, key, "chatcmpl-w2", monday + timedelta(days=7), Decimal("0.25"), 10)
             assert held.counters[0].window == "2031-W24"
-            limits.settle_soon(held, Decimal("0"), 0)
-            await limits.drain()
+            limits.settle_soon(store, held, Decimal("0"), 0)
+            await limits.drain(store)
         finally:
-            client = limits.redis_client()
+            client = store.client()
             for when in (monday, monday + timedelta(days=7)):
                 (c,) = limits.counters_for(key, when)
                 await client.delete(c.value_key, c.reserved_key, c.version_key)
-            await limits.close()
+            await store.close()
 
     async_to_sync(scenario)()
 
@@ -135,9 +141,6 @@ def test_weekly_limit_counts_the_whole_week(make_key, make_record):
 def test_editing_a_keys_period_drops_every_window_counter(make_key, settings):
     if not settings.REDIS_URL:
         pytest.skip("the in-process fallback's counters expire on their own (counter_ttl)")
-    import redis
-    from django.utils import timezone
-
     issued = make_key(monthly_limit=Decimal("1"))
     client = redis.Redis.from_url(settings.REDIS_URL)
     names = [limits.Counter("key", issued.api_key.pk, w, 0).value_key
