@@ -7,12 +7,12 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from django.db.models import QuerySet
-from django.db.models.functions import TruncMonth
+from django.db.models import F, QuerySet
+from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
 from .models import Charge, CreditEntry, Model, Price, RequestRecord, UsageRollup
-from .months import billing_tz, current_month, month_start, window_bounds
+from .months import PERIODS, billing_tz, current_month, limit_window, month_start, window_bounds
 from .pricing import compute_cost, in_force, to_units
 from .rollups import HOUR, ledger_aggregates, rollup_aggregates, summed, summed_total
 from .tokens import COLUMNS
@@ -58,24 +58,31 @@ def live_cutoff(now: datetime) -> datetime:
 def usage(group: Sequence[str] = (), *, start: datetime | None = None, end: datetime | None = None,
           now: datetime | None = None, **owner) -> list[dict]:
     """Requests, errors, tokens by class and cost of one team or key (`team_id=`,
-    `api_key_id=`) in [start, end), grouped by `group` ("model_id", "api_key_id",
-    "month"): the roll-ups for hours before live_cutoff(now), charges since, and finished
-    requests still being priced, at the price in force. Each source holds a request at
-    most once, so nothing counts twice; the dashboard, /key, the keys page and reports
-    all read their figures here, so they agree."""
+    `api_key_id=`, or several: `team_id__in=`...) in [start, end), grouped by `group`
+    ("model_id", "api_key_id", "team_id", "month", "day" — both in the billing time zone —
+    or "end_user"): the roll-ups for hours before live_cutoff(now), charges since, and
+    finished requests still being priced, at the price in force. Each source holds a
+    request at most once, so nothing counts twice; the dashboard, /key, the keys page,
+    reports and the management API all read their figures here, so they agree. Roll-ups
+    do not keep the end user: grouped by it, every hour is read from the charges."""
     now = now or timezone.now()
-    cutoff = live_cutoff(now)
     rows: dict[tuple, dict] = {}
-    rolled = UsageRollup.objects.filter(**owner, hour__lt=cutoff if end is None else min(cutoff, end))
-    if start is not None:
-        rolled = rolled.filter(hour__gte=start)
-    _fold(rows, group, _sums(_by_month(rolled, "hour", group), group, rollup_aggregates(), "cost"))
-    since = cutoff if start is None else max(start, cutoff)
-    if end is None or since < end:
-        live = Charge.objects.filter(**owner, occurred_at__gte=since)
+    if "end_user" in group:
+        since = start
+    else:
+        cutoff = live_cutoff(now)
+        rolled = UsageRollup.objects.filter(**owner, hour__lt=cutoff if end is None else min(cutoff, end))
+        if start is not None:
+            rolled = rolled.filter(hour__gte=start)
+        _fold(rows, group, _sums(_labelled(rolled, "hour", group), group, rollup_aggregates(), "cost"))
+        since = cutoff if start is None else max(start, cutoff)
+    if end is None or since is None or since < end:
+        live = Charge.objects.filter(**owner)
+        if since is not None:
+            live = live.filter(occurred_at__gte=since)
         if end is not None:
             live = live.filter(occurred_at__lt=end)
-        _fold(rows, group, _sums(_by_month(live, "occurred_at", group), group, ledger_aggregates(), "amount"))
+        _fold(rows, group, _sums(_labelled(live, "occurred_at", group), group, ledger_aggregates(), "amount"))
     # Read after the charges: a request priced in between is missed for a moment, never counted twice.
     pending = RequestRecord.objects.filter(**owner, priced_at__isnull=True)
     if start is not None:
@@ -105,24 +112,61 @@ def month_spend(*, month: str | date | None = None, now: datetime | None = None,
     return window_spend(month if isinstance(month, str) else f"{month:%Y-%m}", now=now, **owner)
 
 
+def spend_by_period(key_ids: Sequence[int], now: datetime | None = None) -> dict[int, dict[str, Decimal]]:
+    """{key id: {"daily", "weekly", "monthly": spend in its limit window containing `now`}}:
+    `usage` over each window's bounds, one grouped read per period for all the keys."""
+    now = now or timezone.now()
+    out = {key_id: dict.fromkeys(PERIODS, Decimal(0)) for key_id in key_ids}
+    if not key_ids:
+        return out
+    for period in PERIODS:
+        start, end = window_bounds(limit_window(period, now))
+        for row in usage(["api_key_id"], start=start, end=end, now=now, api_key_id__in=list(key_ids)):
+            out[row["api_key_id"]][period] = row["cost"]
+    return out
+
+
 def credit_balance(team_id: int, now: datetime | None = None) -> Decimal:
     """A prepaid team's balance: every credit entry minus everything spent."""
-    credits = summed_total(CreditEntry.objects.filter(team_id=team_id), {}, "amount")["cost"]
-    return credits - usage_total(team_id=team_id, now=now)["cost"]
+    return credit_balances([team_id], now)[team_id]
+
+
+def credit_balances(team_ids: Sequence[int], now: datetime | None = None) -> dict[int, Decimal]:
+    """`credit_balance` of several teams in one grouped read of each source."""
+    credits = {r["team_id"]: r["cost"] or Decimal(0)
+               for r in summed(CreditEntry.objects.filter(team_id__in=team_ids), ["team_id"], {}, "amount")}
+    spent = {r["team_id"]: r["cost"] for r in usage(["team_id"], now=now, team_id__in=list(team_ids))}
+    return {t: credits.get(t, Decimal(0)) - spent.get(t, Decimal(0)) for t in team_ids}
 
 
 def _sums(qs: QuerySet, group: Sequence[str], aggregates: dict, money: str) -> list[dict]:
     return summed(qs, list(group), aggregates, money) if group else [summed_total(qs, aggregates, money)]
 
 
-def _by_month(qs: QuerySet, field: str, group: Sequence[str]) -> QuerySet:
-    return qs.annotate(month=TruncMonth(field, tzinfo=billing_tz())) if "month" in group else qs
+def _labelled(qs: QuerySet, field: str, group: Sequence[str]) -> QuerySet:
+    """The computed group labels: month and day of `field` in the billing time zone, and a
+    charge's end user (from its request)."""
+    if "month" in group:
+        qs = qs.annotate(month=TruncMonth(field, tzinfo=billing_tz()))
+    if "day" in group:
+        qs = qs.annotate(day=TruncDate(field, tzinfo=billing_tz()))
+    if "end_user" in group:
+        qs = qs.annotate(end_user=F("request__end_user"))
+    return qs
 
 
 def _group_value(name: str, value):
-    if name == "month" and isinstance(value, datetime):  # TruncMonth gives a date on some backends
+    if name in ("month", "day") and isinstance(value, datetime):  # a date on some backends
         return value.astimezone(billing_tz()).date()
     return value
+
+
+def _pending_label(record: RequestRecord, name: str):
+    if name == "month":
+        return month_start(record.created).date()
+    if name == "day":
+        return record.created.astimezone(billing_tz()).date()
+    return getattr(record, name)
 
 
 def _zero(labels: dict) -> dict:
@@ -141,11 +185,11 @@ def _fold(rows: dict[tuple, dict], group: Sequence[str], source: Iterable[dict])
 
 def _pending_rows(records: QuerySet, group: Sequence[str]) -> list[dict]:
     """Finished requests without a charge yet, each as the charge it is about to get."""
-    pending = list(records.only("team", "api_key", "model", "status", "created", *COLUMNS))
+    pending = list(records.only("team", "api_key", "model", "status", "created", "end_user", *COLUMNS))
     if not pending:
         return []
     prices = PriceBook({r.model_id for r in pending if r.model_id})
-    return [{**{g: month_start(r.created).date() if g == "month" else getattr(r, g) for g in group},
+    return [{**{g: _pending_label(r, g) for g in group},
              "requests": 1, "errors": int(r.status == RequestRecord.Status.ERROR), **r.tokens.columns(),
              "cost": charge_amount(r, prices.at(r.model_id, r.created))}
             for r in pending]

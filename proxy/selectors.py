@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-from decimal import Decimal
-
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from billing.models import RequestRecord
-from billing.months import PERIODS, limit_window, window_bounds
+from billing.months import limit_window, window_bounds
 from billing.pricing import format_usd, from_units
-from billing.selectors import credit_balance, month_spend, window_spend
+from billing.selectors import credit_balance, month_spend, spend_by_period
 from billing.tokens import KINDS
 
 from . import limits
@@ -31,16 +29,10 @@ async def key_summary(key: KeyInfo) -> dict:
     limit period (the calendar month unless the limit resets daily or weekly);
     `usage_daily/weekly/monthly` that of the current day, ISO week and month."""
     now = timezone.now()
-    windows = {period: limit_window(period, now) for period in PERIODS}
-
-    def spend_by_period() -> dict[str, Decimal]:
-        return {period: window_spend(window, team_id=key.team_id, api_key_id=key.id, now=now)
-                for period, window in windows.items()}
-
-    spend = await sync_to_async(spend_by_period)()
+    spend = (await sync_to_async(spend_by_period)([key.id], now))[key.id]
     period = key.limit_reset or "monthly"
     usage = spend[period]
-    start, end = window_bounds(windows[period])
+    start, end = window_bounds(limit_window(period, now))
     counters = {c.kind: c for c in limits.counters_for(key, now)}
     reserved = await _reserved(counters["key"]) if "key" in counters else None
     remaining = None

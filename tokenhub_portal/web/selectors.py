@@ -9,11 +9,10 @@ from decimal import Decimal
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.ledger_usage import key_spend
 from billing.models import Charge, Model, MonthlyStatement, RequestRecord, UsageRollup
 from billing.months import billing_tz, current_month, limit_window, month_start, window_bounds
 from billing.rollups import totals_by
-from billing.selectors import credit_balance, live_cutoff, usage, usage_total
+from billing.selectors import credit_balance, live_cutoff, spend_by_period, usage, usage_total
 from tokenhub_portal.accounts.models import ApiKey, Invitation, Membership, Team
 
 SESSION_TEAM = "team_id"
@@ -131,12 +130,12 @@ def recent_errors(team: Team, now: datetime, limit: int = 10) -> list[RequestRec
 
 def team_keys(team: Team, now: datetime | None = None) -> list[ApiKey]:
     """The team's keys with this month's spend and, for keys with a spend limit, the spend
-    of the limit's current window (day, week or month, from the ledger) and when it resets."""
+    of the limit's current window (day, week or month) and when it resets."""
     now = now or timezone.now()
     keys = list(ApiKey.objects.filter(team=team).select_related("created_by"))
     spend = {r["api_key_id"]: r["cost"] for r in usage(["api_key_id"], team_id=team.pk, start=month_start(now), now=now)}
     limited = [k for k in keys if k.monthly_limit is not None and k.revoked_at is None]
-    windows = key_spend([k.id for k in limited], now)
+    windows = spend_by_period([k.id for k in limited], now)
     for key in keys:
         key.period_spend = key.period_resets = None
     for key in limited:

@@ -11,6 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.pricing import format_usd
+from billing.reports import Line
 from tokenhub_portal.accounts.models import ApiKey, Membership
 
 MONEY_SCHEMA = {"type": "string", "format": "decimal", "pattern": r"^-?\d+(\.\d+)?$",
@@ -395,6 +396,12 @@ class StatementLineSerializer(serializers.Serializer):
     cache_read_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
     cost = MoneyField()
+
+    def to_representation(self, instance: Line) -> dict:
+        """The line's token counts (billing.tokens.TokenCounts) as one column per class."""
+        return super().to_representation({"model": instance.model, "key": instance.key, "key_name": instance.key_name,
+                                          "requests": instance.requests, "errors": instance.errors,
+                                          **instance.tokens.columns(), "cost": instance.cost})
 
 
 class StatementSerializer(serializers.Serializer):

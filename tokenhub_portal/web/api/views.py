@@ -18,10 +18,10 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.ledger_usage import key_spend, team_money, usage
-from billing.models import Charge, RequestRecord
-from billing.months import BadMonth, current_month, month_start, parse_month
-from billing.reports import statement_csv, statement_from_ledger, stored_statement
+from billing.models import RequestRecord
+from billing.months import BadMonth, month_start, parse_month
+from billing.reports import statement_csv, statement_for
+from billing.selectors import credit_balance, spend_by_period
 from billing.services import add_credit
 from tokenhub_portal.accounts.models import ApiKey, Team
 from tokenhub_portal.accounts.services import (
@@ -40,6 +40,7 @@ from .filters import RequestFilter
 from .idempotency import idempotent
 from .pagination import OffsetPage, RequestCursor
 from .permissions import IsOperator
+from .selectors import team_figures, usage_report
 
 TEAM_PARAM = OpenApiParameter("team", int, description="Operators: the team's id. A team's key acts on its own team.")
 IDEMPOTENCY = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
@@ -98,7 +99,7 @@ def _keys_visible_to(actor) -> Q:
 
 
 def _key_data(keys: list[ApiKey]) -> list[dict]:
-    spend = key_spend([k.pk for k in keys], timezone.now())
+    spend = spend_by_period([k.pk for k in keys])
     return s.KeySerializer(keys, many=True, context={"spend": spend}).data
 
 
@@ -177,15 +178,6 @@ class KeyDetailView(ManagementView):
 
 # --- team ------------------------------------------------------------------------------------------
 
-def _with_money(teams: list[Team]) -> list[Team]:
-    money = team_money([t.pk for t in teams], month_start())
-    for team in teams:
-        m = money[team.pk]
-        team.month_spend, team.month_requests = m["month_spend"], m["month_requests"]
-        team.credit_balance = m["credits"] - m["spent_total"] if team.prepaid else None
-    return teams
-
-
 def _teams():
     return Team.objects.annotate(active_keys=Count("api_keys", filter=Q(api_keys__revoked_at__isnull=True)))
 
@@ -193,7 +185,7 @@ def _teams():
 def _team_detail(team_id: int) -> dict:
     team = _teams().get(pk=team_id)
     team.member_list = list(team.memberships.select_related("user").order_by("created", "id"))
-    return s.TeamDetailSerializer(_with_money([team])[0]).data
+    return s.TeamDetailSerializer(team_figures([team])[0]).data
 
 
 class TeamView(ManagementView):
@@ -243,7 +235,7 @@ class TeamsView(ManagementView, generics.GenericAPIView):
         if request.query_params.get("search"):
             teams = teams.filter(name__icontains=request.query_params["search"])
         page = list(self.paginate_queryset(teams))
-        return self.get_paginated_response(s.TeamSerializer(_with_money(page), many=True).data)
+        return self.get_paginated_response(s.TeamSerializer(team_figures(page), many=True).data)
 
 
 def _operator_team(team_id: int) -> Team:
@@ -288,9 +280,8 @@ class TeamCreditsView(ManagementView):
         team = _operator_team(team_id)
         entry = add_credit(team, form.validated_data["amount"], note=form.validated_data["note"],
                            created_by=request.user.user)
-        m = team_money([team.pk], month_start())[team.pk]
         data = {"id": entry.pk, "amount": entry.amount, "kind": entry.kind, "note": entry.note,
-                "created_at": entry.created, "credit_balance": m["credits"] - m["spent_total"]}
+                "created_at": entry.created, "credit_balance": credit_balance(team.pk)}
         return Response({"data": s.CreditCreatedSerializer(data).data}, status=status.HTTP_201_CREATED)
 
 
@@ -331,7 +322,7 @@ class UsageView(ManagementView):
         team = self.team(request, q.get("team"))
         start: datetime = q.get("from") or month_start()
         end: datetime = q.get("to") or timezone.now()
-        rows, total = usage(Charge.objects.filter(team=team, occurred_at__gte=start, occurred_at__lt=end), q["group_by"])
+        rows, total = usage_report(team, q["group_by"], start, end)
         return Response(s.UsageSerializer({"group_by": q["group_by"], "from": start, "to": end, "data": rows,
                                            "total": total}).data)
 
@@ -352,8 +343,8 @@ class StatementView(ManagementView):
         except BadMonth as exc:
             raise ApiError(400, str(exc), code="invalid_value", param="month") from None
         team = self.team(request)
-        # A closed month's stored statement if there is one; otherwise the ledger, exact to the moment.
-        st = (stored_statement(team, day) if day < current_month() else None) or statement_from_ledger(team, day)
+        # As the portal shows it: a closed month's stored statement, otherwise the live figures.
+        st = statement_for(team, day)
         if fmt == "csv":
             response = HttpResponse(statement_csv(st), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="tokenhub-{team.pk}-{st.label}.csv"'
