@@ -10,7 +10,11 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import redis
 from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core import signals
+from django.db import close_old_connections
 
 from billing.models import Model, Price, RequestRecord
 from billing.seed import load_seed
@@ -29,11 +33,7 @@ def _no_limit_counters_of_earlier_runs():
     """Limit counters are keyed by key/team id and window; a new test database reuses the
     ids, so counters an earlier run left in the test Redis (they live up to an hour) would
     be taken for this run's spend."""
-    from django.conf import settings
-
     if settings.REDIS_URL:
-        import redis
-
         client = redis.Redis.from_url(settings.REDIS_URL)
         for name in client.scan_iter(match="th:*", count=1000):
             client.delete(name)
@@ -98,9 +98,6 @@ class InProcessApi:
 
 @pytest.fixture
 def api(seeded):
-    from django.core import signals
-    from django.db import close_old_connections
-
     from tokenhub_portal.asgi import application
 
     # As Django's test client does: Django's request signals would close the connection

@@ -2,16 +2,21 @@
 and Django REST framework, management/operator keys and their scope, keys CRUD with
 OpenRouter's shapes, team isolation (another team's ids are 404), idempotent writes,
 OpenAI-shaped errors, money as exact decimal strings."""
+import re
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import IntegrityError
 from django.utils import timezone
 
 from billing.models import CreditEntry
+from tokenhub_portal.accounts.keys import hash_key
 from tokenhub_portal.accounts.models import ApiKey, Membership, Team
+from tokenhub_portal.web.models import IdempotentRequest
 from tokenhub_portal.web.services import issue_key
 
 from .conftest import assert_openai_error
@@ -203,8 +208,6 @@ def test_idempotency_key_makes_a_retried_post_create_one_key(api, mkey):
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
     assert ApiKey.objects.filter(name="once").count() == 1
-    from tokenhub_portal.web.models import IdempotentRequest
-
     row = IdempotentRequest.objects.get()
     assert first.json()["key"].encode() not in bytes(row.response) and "ci-run-42" not in row.key_digest
     err = assert_openai_error(api.post("/api/v1/keys", mkey.plaintext, json={"name": "other"}, headers=headers),
@@ -222,8 +225,6 @@ def test_idempotency_key_makes_a_retried_post_create_one_key(api, mkey):
 
 
 def test_idempotent_replays_expire(api, mkey, settings):
-    from tokenhub_portal.web.models import IdempotentRequest
-
     headers = {"Idempotency-Key": "k1"}
     assert api.post("/api/v1/keys", mkey.plaintext, json={"name": "a"}, headers=headers).status_code == 201
     IdempotentRequest.objects.update(created=timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_SECONDS + 1))
@@ -281,16 +282,12 @@ def test_staff_session_is_an_operator_and_other_sessions_are_refused(api, client
 def test_issue_key_management_and_operator(capsys, seeded):
     call_command("issue_key", "--team", "acme", "--name", "ci", "--management")
     plaintext = capsys.readouterr().out.strip().splitlines()[-1]
-    from tokenhub_portal.accounts.keys import hash_key
-
     key = ApiKey.objects.get(key_hash=hash_key(plaintext))
     assert key.kind == "management" and key.team.name == "acme" and key.name == "ci"
     call_command("issue_key", "--operator", "--name", "ops")
     plaintext = capsys.readouterr().out.strip().splitlines()[-1]
     key = ApiKey.objects.get(key_hash=hash_key(plaintext))
     assert key.is_operator and key.team is None
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError):
         call_command("issue_key", "--operator", "--team", "acme")
     with pytest.raises(CommandError):
@@ -301,15 +298,11 @@ def test_issue_key_management_and_operator(capsys, seeded):
 
 
 def test_an_operator_key_without_a_team_is_the_only_teamless_key(db):
-    from django.db import IntegrityError
-
     with pytest.raises(IntegrityError):
         ApiKey.objects.create(team=None, kind="inference", key_hash="x" * 64, prefix="th-x")
 
 
 def test_docs_and_their_assets_are_served_by_tokenhub_itself(api, settings):
-    import re
-
     assert not settings.DEBUG
     page = api.get("/api/docs/")
     assert page.status_code == 200 and "swagger" in page.text.lower()

@@ -2,6 +2,8 @@
 serves: generated requests for every operation, with a team's management key and an
 operator key, get no 5xx and no answer that violates the schema (status code, content
 type, body). Bounded by max_examples so it runs in `make test`."""
+import json
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -49,8 +51,6 @@ def test_the_served_schema_holds(case, api, keys):
     headers["Authorization"] = f"Bearer {keys['operator' if operator else 'team']}"
     content = kwargs.get("data")
     if kwargs.get("json") is not None or "json" in kwargs:
-        import json
-
         content = json.dumps(kwargs.get("json")).encode()
         headers.setdefault("Content-Type", "application/json")
     response = api.request(kwargs["method"], kwargs["url"].replace("http://testserver", ""), headers=headers,

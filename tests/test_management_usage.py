@@ -11,6 +11,7 @@ import pytest
 from django.db.models import Sum
 
 from billing.models import Charge
+from billing.reports import generate_statement
 from billing.rollups import roll_up
 from billing.services import charge_request, price_pending
 from tokenhub_portal.accounts.models import ApiKey, Team
@@ -137,8 +138,6 @@ def test_statement_json_and_csv_equal_the_charges(api, ledger, settings):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert Decimal(next(x for x in rows if x["section"] == "total")["cost_usd"]) == exact
-    from billing.reports import generate_statement
-
     generate_statement(Team.objects.get(name="acme"), MONTH.date())
     st = api.get("/api/v1/statements/2025-07", key).json()["data"]
     assert st["final"] is True and Decimal(st["total"]["cost"]) == exact
