@@ -17,9 +17,12 @@ _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
 def image_block(image_url: Any, where: str) -> dict:
-    """http(s) URLs become URL sources (never fetched by us); data URLs base64 sources."""
-    url = image_url.get("url") if isinstance(image_url, dict) else image_url
-    where = f"{where}.url"
+    """http(s) URLs become URL sources (never fetched by us); data URLs base64 sources.
+    ``image_url`` is Chat Completions' ``{"url": ...}`` or the Responses API's bare string."""
+    if isinstance(image_url, dict):
+        url, where = image_url.get("url"), f"{where}.url"
+    else:
+        url = image_url
     if not isinstance(url, str):
         raise wrong_type(f"{where} must be a string.", where)
     scheme = url[:8].lower()

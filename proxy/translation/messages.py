@@ -18,30 +18,56 @@ from .reasoning import thinking_blocks
 _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _TOOL_ID = re.compile(r"[a-zA-Z0-9_-]+")
 _TOOL_ID_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
-_SYSTEM_PARTS = frozenset({"text"})
-_USER_PARTS = frozenset({"text", "image_url"})
-_ASSISTANT_PARTS = frozenset({"text", "refusal"})
-_TOOL_PARTS = frozenset({"text", "image_url"})
+
+# Content parts a role may carry: part type → (TEXT or IMAGE, the field holding it).
+TEXT, IMAGE = "text", "image"
+_SYSTEM_PARTS = {"text": (TEXT, "text")}
+_USER_PARTS = {"text": (TEXT, "text"), "image_url": (IMAGE, "image_url")}
+_ASSISTANT_PARTS = {"text": (TEXT, "text"), "refusal": (TEXT, "refusal")}
+_TOOL_PARTS = _USER_PARTS
 _UNSUPPORTED_PARTS = {
     "input_audio": "Audio input (input_audio content parts) is not supported by Claude models.",
     "file": "file content parts are not supported by this gateway; send images as image_url parts.",
+    "input_file": "input_file content parts are not supported by this gateway; send images as input_image parts.",
 }
+
+
+class Turns:
+    """Anthropic's alternating turns, built message by message: consecutive messages of one
+    role merge into one turn, and a user turn keeps its ``tool_result`` blocks first
+    (Anthropic's rule, §5.4), so tool results and user text in a row become one user turn."""
+
+    __slots__ = ("_turns",)
+
+    def __init__(self) -> None:
+        self._turns: list[tuple[str, list[dict], list[dict]]] = []  # (role, tool_results, other blocks)
+
+    def add(self, role: str, blocks: list[dict], results: list[dict] | None = None) -> None:
+        if not blocks and not results:
+            return
+        if self._turns and self._turns[-1][0] == role:
+            self._turns[-1][1].extend(results or ())
+            self._turns[-1][2].extend(blocks)
+        else:
+            self._turns.append((role, list(results or ()), blocks))
+
+    def __bool__(self) -> bool:
+        return bool(self._turns)
+
+    def messages(self) -> list[dict]:
+        return [{"role": role, "content": results + blocks} for role, results, blocks in self._turns]
 
 
 # --- messages ------------------------------------------------------------------------------
 
 def translate_messages(raw: Any, marks: Breakpoints | None = None) -> tuple[list[dict], list[dict]]:
-    """Hoist system/developer messages, translate the rest and merge same-role turns.
-
-    A user turn keeps its ``tool_result`` blocks first (Anthropic's rule, §5.4), so
-    ``tool`` and ``user`` messages in a row become one user turn: results, then the rest.
-    ``cache_control`` on parts and messages is put on the blocks and collected in ``marks``.
-    """
+    """Hoist system/developer messages, translate the rest and merge same-role turns (``Turns``).
+    ``cache_control`` on parts and messages is put on the blocks and collected in ``marks``."""
     marks = Breakpoints() if marks is None else marks
     if not isinstance(raw, list) or not raw:
         raise invalid("messages must be a non-empty array.", "messages")
     system: list[dict] = []
-    turns: list[tuple[str, list[dict], list[dict]]] = []  # (role, tool_results, other blocks)
+    turns = Turns()
     for i, message in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
@@ -49,12 +75,12 @@ def translate_messages(raw: Any, marks: Breakpoints | None = None) -> tuple[list
         role = message.get("role")
         results: list[dict] = []
         if role in ("system", "developer"):
-            blocks = _content_blocks(message.get("content"), f"{where}.content", _SYSTEM_PARTS, marks, "system")
+            blocks = content_blocks(message.get("content"), f"{where}.content", _SYSTEM_PARTS, marks, "system")
             _mark_message(message, blocks, where, marks, "system")
             system.extend(blocks)
             continue
         if role == "user":
-            blocks = _content_blocks(message.get("content"), f"{where}.content", _USER_PARTS, marks)
+            blocks = content_blocks(message.get("content"), f"{where}.content", _USER_PARTS, marks)
             if not blocks:
                 raise invalid(f"{where}.content must be non-empty.", f"{where}.content")
             _mark_message(message, blocks, where, marks)
@@ -72,15 +98,10 @@ def translate_messages(raw: Any, marks: Breakpoints | None = None) -> tuple[list
         else:
             raise invalid(f"{where}.role must be one of system, developer, user, assistant, tool.",
                           f"{where}.role")
-        anthropic_role = "assistant" if role == "assistant" else "user"
-        if turns and turns[-1][0] == anthropic_role:
-            turns[-1][1].extend(results)
-            turns[-1][2].extend(blocks)
-        else:
-            turns.append((anthropic_role, results, blocks))
+        turns.add("assistant" if role == "assistant" else "user", blocks, results)
     if not turns:
         raise invalid("messages must contain at least one user or assistant message.", "messages")
-    return system, [{"role": role, "content": results + blocks} for role, results, blocks in turns]
+    return system, turns.messages()
 
 
 def _mark_message(message: dict, blocks: list[dict], where: str, marks: Breakpoints,
@@ -94,9 +115,10 @@ def _mark_message(message: dict, blocks: list[dict], where: str, marks: Breakpoi
     marks.mark(blocks[-1], value, f"{where}.cache_control", section)
 
 
-def _content_blocks(content: Any, where: str, allowed: frozenset[str], marks: Breakpoints,
-                    section: str = "messages") -> list[dict]:
-    """String or content parts → Anthropic blocks; whitespace-only text is dropped
+def content_blocks(content: Any, where: str, allowed: dict[str, tuple[str, str]], marks: Breakpoints,
+                   section: str = "messages") -> list[dict]:
+    """String or content parts → Anthropic blocks; ``allowed`` maps each part type the role
+    may carry to (TEXT or IMAGE, the field holding it). Whitespace-only text is dropped
     (Anthropic rejects empty text blocks), unless it carries a cache breakpoint (a 400)."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content.strip() else []
@@ -113,12 +135,13 @@ def _content_blocks(content: Any, where: str, allowed: frozenset[str], marks: Br
         if kind not in allowed:
             message = _UNSUPPORTED_PARTS.get(kind, f"Content part type {kind[:64]!r} is not allowed here.")
             raise invalid(message, part_where, code="unsupported_value")
-        if kind == "image_url":
-            block = image_block(part.get("image_url"), f"{part_where}.image_url")
+        form, name = allowed[kind]
+        if form == IMAGE:
+            block = image_block(part.get(name), f"{part_where}.{name}")
         else:
-            text = part.get(kind)  # a text part carries "text", a refusal part "refusal"
+            text = part.get(name)  # a text part carries "text", a refusal part "refusal"
             if not isinstance(text, str):
-                raise wrong_type(f"{part_where}.{kind} must be a string.", f"{part_where}.{kind}")
+                raise wrong_type(f"{part_where}.{name} must be a string.", f"{part_where}.{name}")
             if not text.strip():
                 if part.get("cache_control") is not None:
                     raise invalid(f"{part_where}: a cache breakpoint needs a non-empty text part.",
@@ -138,7 +161,7 @@ def _assistant_blocks(message: dict, where: str, marks: Breakpoints) -> list[dic
         raise unsupported("The deprecated assistant 'function_call' is not supported; use 'tool_calls'.",
                            f"{where}.function_call")
     thinking = thinking_blocks(message.get("reasoning_details"), f"{where}.reasoning_details")
-    blocks = _content_blocks(message.get("content"), f"{where}.content", _ASSISTANT_PARTS, marks)
+    blocks = content_blocks(message.get("content"), f"{where}.content", _ASSISTANT_PARTS, marks)
     tool_calls = message.get("tool_calls")
     if tool_calls is not None:
         if not isinstance(tool_calls, list):
@@ -158,13 +181,13 @@ def _tool_use_block(call: Any, where: str) -> dict:
         raise wrong_type(f"{where}.function must be an object.", f"{where}.function")
     return {
         "type": "tool_use",
-        "id": _tool_id(call.get("id"), f"{where}.id"),
+        "id": tool_id(call.get("id"), f"{where}.id"),
         "name": tool_name(function.get("name"), f"{where}.function.name"),
-        "input": _tool_arguments(function.get("arguments"), f"{where}.function.arguments"),
+        "input": tool_arguments(function.get("arguments"), f"{where}.function.arguments"),
     }
 
 
-def _tool_arguments(arguments: Any, where: str) -> dict:
+def tool_arguments(arguments: Any, where: str) -> dict:
     """``arguments`` is a JSON-encoded object; "" (a call without arguments) means {}."""
     if isinstance(arguments, dict):
         return arguments
@@ -181,7 +204,7 @@ def _tool_arguments(arguments: Any, where: str) -> dict:
     return value
 
 
-def _tool_id(value: Any, where: str) -> str:
+def tool_id(value: Any, where: str) -> str:
     """Anthropic ids must match ``^[a-zA-Z0-9_-]+$``; foreign ids are rewritten the same
     way on the call and on its result, with a hash suffix so distinct ids stay distinct."""
     if not isinstance(value, str) or not value:
@@ -199,14 +222,19 @@ def tool_name(name: Any, where: str) -> str:
 
 
 def _tool_result_block(message: dict, where: str, marks: Breakpoints) -> dict:
-    block: dict[str, Any] = {"type": "tool_result",
-                             "tool_use_id": _tool_id(message.get("tool_call_id"), f"{where}.tool_call_id")}
-    content = message.get("content")
+    return tool_result_block(tool_id(message.get("tool_call_id"), f"{where}.tool_call_id"), message.get("content"),
+                             f"{where}.content", _TOOL_PARTS, marks)
+
+
+def tool_result_block(tool_use_id: str, content: Any, where: str, allowed: dict[str, tuple[str, str]],
+                      marks: Breakpoints) -> dict:
+    """A tool's result: a string, or content parts (text and images)."""
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id}
     if isinstance(content, str):
         if content.strip():
             block["content"] = content
     else:
-        blocks = _content_blocks(content, f"{where}.content", _TOOL_PARTS, marks)
+        blocks = content_blocks(content, where, allowed, marks)
         if blocks:
             block["content"] = blocks
     return block

@@ -148,31 +148,31 @@ def translate_request(body: Any, spec: ModelSpec, *, requested_model: str) -> Tr
         if tools:
             tool_choice = {"type": "none"}
     stop_sequences = _stop_sequences(body.get("stop"))
-    sampling = _sampling(body, spec)
-    max_tokens, max_field = _max_tokens(body, spec)
+    sampling_fields = sampling(body, spec)
+    max_tokens, max_field = max_tokens_of(body, spec)
     reasoning = _reasoning(body, spec)
     if reasoning is not None and tool_turn_lacks_thinking(messages):
         reasoning = None
     thinking: dict = {}
     if reasoning is not None:
-        _check_thinking_compatible(sampling, tool_choice, json_mode, reasoning.param)
+        check_thinking_compatible(sampling_fields, tool_choice, json_mode, reasoning.param)
         max_tokens, thinking = thinking_fields(reasoning, spec, max_tokens, max_field)
     else:
         strip_thinking(messages)
     finish_prefill(messages, spec, thinking=bool(thinking))
-    user = _end_user(body)
+    user = end_user(body)
 
     payload: dict[str, Any] = {"model": spec.upstream_id, "max_tokens": max_tokens, "messages": messages}
     if system:
         payload["system"] = system
     if stop_sequences:
         payload["stop_sequences"] = stop_sequences
-    payload.update(sampling)
+    payload.update(sampling_fields)
     if tools:
         payload["tools"] = tools
     if tool_choice:
         payload["tool_choice"] = tool_choice
-    if user and not _looks_like_pii(user):
+    if user and not looks_like_pii(user):
         payload["metadata"] = {"user_id": user}
     if output_format:
         payload["output_config"] = {"format": output_format}
@@ -264,7 +264,7 @@ def _stop_sequences(stop: Any) -> list[str] | None:
     return sequences or None
 
 
-def _sampling(body: dict, spec: ModelSpec) -> dict:
+def sampling(body: dict, spec: ModelSpec) -> dict:
     """temperature/top_p/top_k as the model accepts them (§5.4): 0–1 only; defaults dropped
     where sampling is fixed; a no-op top_p=1 dropped next to temperature."""
     temperature = opt_number(body, "temperature")
@@ -289,14 +289,16 @@ def _sampling(body: dict, spec: ModelSpec) -> dict:
             top_p = None
         elif not spec.accepts_temperature_with_top_p:
             raise invalid("temperature and top_p cannot both be set for this model; set only one.", "top_p")
-    sampling = {"temperature": temperature, "top_p": top_p, "top_k": top_k}
-    return {name: value for name, value in sampling.items() if value is not None}
+    values = {"temperature": temperature, "top_p": top_p, "top_k": top_k}
+    return {name: value for name, value in values.items() if value is not None}
 
 
-def _max_tokens(body: dict, spec: ModelSpec) -> tuple[int, str | None]:
-    """Returns (effective max_tokens, name of the field that set it or None for default)."""
+def max_tokens_of(body: dict, spec: ModelSpec, fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens"),
+                  default: int = DEFAULT_MAX_TOKENS) -> tuple[int, str | None]:
+    """Returns (effective max_tokens, name of the field that set it or None for default): the
+    first of ``fields`` that is set, else ``default``; capped at the model's maximum."""
     chosen: tuple[int, str] | None = None
-    for name in ("max_completion_tokens", "max_tokens"):
+    for name in fields:
         value = body.get(name)
         if value is None:
             continue
@@ -304,7 +306,7 @@ def _max_tokens(body: dict, spec: ModelSpec) -> tuple[int, str | None]:
             raise invalid(f"{name} must be a positive integer.", name)
         chosen = chosen or (value, name)
     if chosen is None:
-        return min(DEFAULT_MAX_TOKENS, spec.max_output_tokens), None
+        return min(default, spec.max_output_tokens), None
     return min(chosen[0], spec.max_output_tokens), chosen[1]
 
 
@@ -357,8 +359,8 @@ def _reasoning_for(spec: ModelSpec, reasoning: Reasoning) -> Reasoning:
     return reasoning
 
 
-def _check_thinking_compatible(sampling: dict, tool_choice: dict | None, json_mode: str | None,
-                               param: str) -> None:
+def check_thinking_compatible(sampling: dict, tool_choice: dict | None, json_mode: str | None,
+                              param: str, format_field: str = "response_format") -> None:
     """Extended thinking forbids changed temperature/top_k, top_p < 0.95 and forced tools (§5.4)."""
     temperature = sampling.pop("temperature", None)
     if temperature is not None and temperature != 1:
@@ -369,17 +371,17 @@ def _check_thinking_compatible(sampling: dict, tool_choice: dict | None, json_mo
         raise invalid(f"top_p must be between 0.95 and 1 together with {param}.", "top_p")
     if tool_choice and tool_choice["type"] in ("any", "tool"):
         if json_mode == JSON_TOOL_NAME:
-            raise invalid(f"response_format cannot be combined with {param} on this model.", "response_format")
+            raise invalid(f"{format_field} cannot be combined with {param} on this model.", format_field)
         raise invalid(f"tool_choice must be 'auto' or 'none' together with {param}.", "tool_choice")
 
 
-def _end_user(body: dict) -> str | None:
+def end_user(body: dict) -> str | None:
     user = opt_str(body, "user", 256)
     safety_identifier = opt_str(body, "safety_identifier", 256)
     return user if user is not None else safety_identifier
 
 
-def _looks_like_pii(value: str) -> bool:
+def looks_like_pii(value: str) -> bool:
     """Anthropic's metadata.user_id must not carry an e-mail address or phone number; when
     in doubt leave it out (it only serves abuse tracking)."""
     if _EMAIL.search(value):

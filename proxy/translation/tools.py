@@ -25,13 +25,21 @@ def tooling(body: dict, spec: ModelSpec, marks: Breakpoints | None = None,
     breakpoints are collected in ``marks``."""
     tools = _tools(body.get("tools"), Breakpoints() if marks is None else marks)
     tool_choice = _tool_choice(body.get("tool_choice"), {tool["name"] for tool in tools})
-    parallel = opt_bool(body, "parallel_tool_calls")
     json_mode, json_spec = _response_format(body.get("response_format"), spec)
+    return combine_tooling(tools, tool_choice, opt_bool(body, "parallel_tool_calls"), json_mode, json_spec,
+                           "response_format")
+
+
+def combine_tooling(tools: list[dict], tool_choice: dict | None, parallel: bool | None, json_mode: str | None,
+                    json_spec: dict | None, format_field: str) -> tuple[list[dict], dict | None, str | None, dict | None]:
+    """Tools, tool choice and JSON mode together: emulated JSON mode is a forced tool and
+    excludes user tools; ``parallel_tool_calls: false`` becomes ``disable_parallel_tool_use``.
+    Returns (tools, tool_choice, json_mode, native output format)."""
     if json_mode == JSON_TOOL_NAME:
         assert json_spec is not None  # the forced tool's definition
         if tools:
-            raise invalid("response_format cannot be combined with tools on this model (JSON mode is "
-                          "emulated with a forced tool).", "response_format")
+            raise invalid(f"{format_field} cannot be combined with tools on this model (JSON mode is "
+                          "emulated with a forced tool).", format_field)
         return [json_spec], {"type": "tool", "name": JSON_TOOL_NAME}, json_mode, None
     if parallel is False and tools and (tool_choice is None or tool_choice["type"] != "none"):
         tool_choice = {**(tool_choice or {"type": "auto"}), "disable_parallel_tool_use": True}
@@ -65,7 +73,7 @@ def _tools(raw: Any, marks: Breakpoints) -> list[dict]:
             raise wrong_type(f"{where}.function.description must be a string.", f"{where}.function.description")
         if description:
             converted["description"] = description
-        converted["input_schema"] = _object_schema(function.get("parameters"), f"{where}.function.parameters")
+        converted["input_schema"] = object_schema(function.get("parameters"), f"{where}.function.parameters")
         _mark_tool(converted, tool, function, where, marks)
         tools.append(converted)
     return tools
@@ -83,7 +91,7 @@ def _mark_tool(converted: dict, tool: dict, function: dict, where: str, marks: B
         marks.mark(converted, outer, f"{where}.cache_control", "tools")
 
 
-def _object_schema(schema: Any, where: str) -> dict:
+def object_schema(schema: Any, where: str) -> dict:
     """Tool inputs are JSON objects: a missing schema means no parameters, a missing
     ``type`` is taken as object, any other ``type`` is a 400."""
     if schema is None:
@@ -112,6 +120,11 @@ def _tool_choice(raw: Any, names: set[str]) -> dict | None:
     else:
         raise invalid("tool_choice must be 'auto', 'required', 'none' or "
                       "{\"type\": \"function\", \"function\": {\"name\": ...}}.", "tool_choice")
+    return check_tool_choice(choice, names)
+
+
+def check_tool_choice(choice: dict, names: set[str]) -> dict | None:
+    """An Anthropic tool_choice against the offered tool names: none without tools is no choice."""
     if not names:
         if choice["type"] == "none":
             return None
@@ -129,21 +142,32 @@ def _response_format(raw: Any, spec: ModelSpec) -> tuple[str | None, dict | None
     if kind == "text":
         return None, None
     if kind == "json_object":
-        return JSON_TOOL_NAME, _json_tool(_ANY_OBJECT_SCHEMA, None)
+        return json_object_mode()
     if kind != "json_schema":
         raise invalid("response_format.type must be 'text', 'json_object' or 'json_schema'.",
                       "response_format")
     json_schema = raw.get("json_schema")
     if not isinstance(json_schema, dict):
         raise wrong_type("response_format.json_schema must be an object.", "response_format.json_schema")
+    return json_schema_mode(json_schema, spec, "response_format.json_schema")
+
+
+def json_object_mode() -> tuple[str, dict]:
+    """``json_object``: a forced tool with a permissive object schema, on every model."""
+    return JSON_TOOL_NAME, _json_tool(_ANY_OBJECT_SCHEMA, None)
+
+
+def json_schema_mode(json_schema: dict, spec: ModelSpec, where: str) -> tuple[str, dict]:
+    """``json_schema`` (``{schema, description?}`` at ``where``): native structured output where
+    the model has it, else a forced tool. Returns (json_mode, output format or tool)."""
     schema = json_schema.get("schema")
-    where = "response_format.json_schema.schema"
+    where = f"{where}.schema"
     if not isinstance(schema, dict):
         raise wrong_type(f"{where} must be a JSON Schema object.", where)
     if spec.structured_output:
         return JSON_MODE_NATIVE, {"type": "json_schema", "schema": schema}
     description = json_schema.get("description")
-    return JSON_TOOL_NAME, _json_tool(_object_schema(schema, where),
+    return JSON_TOOL_NAME, _json_tool(object_schema(schema, where),
                                       description if isinstance(description, str) else None)
 
 
