@@ -52,6 +52,7 @@ class CallPlan:
     end_user: str | None = None        # for the request log
     upstream_headers: dict[str, str] | None = None  # e.g. anthropic-beta, passed on as sent
     upstream_path: str = "/v1/messages"
+    response_headers: dict[str, str] | None = None  # added to the client's answer, plain or streamed
     context: Any = None                # the protocol's own state for rendering
 
 
@@ -82,7 +83,10 @@ class WireProtocol(Protocol):
     def unknown_model(self, name: str, key: KeyInfo, catalog: Catalog, exists: bool) -> GatewayError:
         """The model does not resolve, or (`exists`) the key may not use it."""
 
-    def plan(self, body: dict, entry: CatalogEntry, requested_model: str, request: ApiRequest) -> CallPlan: ...
+    async def plan(self, call: Call, entry: CatalogEntry, body: dict, request: ApiRequest) -> CallPlan:
+        """The call plan from the parsed body for the resolved model; ``call`` has the key and the
+        requested model. Async so a protocol can read server-side state (a stored conversation)."""
+        ...
 
     def upstream_error(self, exc: upstream.UpstreamHTTPError, entry: CatalogEntry | None) -> GatewayError: ...
 
@@ -90,7 +94,15 @@ class WireProtocol(Protocol):
 
     def stream_renderer(self, call: Call) -> StreamRenderer: ...
 
-    def stream_error(self, err: GatewayError) -> bytes: ...
+    def stream_error(self, err: GatewayError, renderer: StreamRenderer) -> bytes:
+        """The bytes that end a stream the gateway has to cut short (the renderer knows what
+        was sent so far)."""
+        ...
+
+    async def keep(self, call: Call) -> None:
+        """Called once a successful call's record is committed, before the client gets the
+        end of the answer (the Responses API stores the response here)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -201,14 +213,15 @@ async def _run(call: Call, request: ApiRequest) -> Response | StreamResponse:
     if entry is None or not visible_to(entry, call.key):
         raise call.protocol.unknown_model(model, call.key, catalog, entry is not None)
     call.entry = entry
-    call.plan = plan = call.protocol.plan(body, entry, model, request)
+    call.plan = plan = await call.protocol.plan(call, entry, body, request)
     await _reserve(call, entry, plan)
     response = await _open_upstream(call, orjson.dumps(plan.payload), plan)
     if plan.stream:
         keepalive = call.protocol.keepalive
-        return StreamResponse(200, _stream(call, response), {**call.headers, "cache-control": "no-cache"},
+        headers = {**call.headers, **(plan.response_headers or {}), "cache-control": "no-cache"}
+        return StreamResponse(200, _stream(call, response), headers,
                               keepalive=(keepalive, settings.STREAM_KEEPALIVE_SECONDS) if keepalive else None)
-    return await _plain(call, response)
+    return await _plain(call, response, plan)
 
 
 async def _reserve(call: Call, entry: CatalogEntry, plan: CallPlan) -> None:
@@ -236,7 +249,7 @@ def bad_upstream_body() -> GatewayError:
                         type="server_error", code="upstream_bad_response")
 
 
-async def _plain(call: Call, response: httpx.Response) -> Response:
+async def _plain(call: Call, response: httpx.Response, plan: CallPlan) -> Response:
     try:
         raw = await response.aread()
     except httpx.HTTPError:
@@ -253,7 +266,8 @@ async def _plain(call: Call, response: httpx.Response) -> Response:
         raise bad_upstream_body() from None
     await call.record(status="success", http_status=200, usage=usage, finish_reason=rendered.finish_reason,
                       upstream_model=message.get("model"), completion=rendered.completion)
-    return Response(200, rendered.body, {**call.headers, **rendered.headers})
+    await call.protocol.keep(call)
+    return Response(200, rendered.body, {**call.headers, **(plan.response_headers or {}), **rendered.headers})
 
 
 async def _stream(call: Call, response: httpx.Response) -> AsyncGenerator[bytes, None]:
@@ -285,12 +299,12 @@ async def _stream(call: Call, response: httpx.Response) -> AsyncGenerator[bytes,
         outcome = {"status": "error", "http_status": 200, "error": GatewayError(
             502, "The upstream stream ended before the answer was complete.",
             type="server_error", code="upstream_stream_truncated")}
-        yield call.protocol.stream_error(outcome["error"])
+        yield call.protocol.stream_error(outcome["error"], renderer)
     except httpx.HTTPError as exc:
         outcome = {"status": "error", "http_status": 200, "error": GatewayError(
             502, f"The upstream stream failed: {type(exc).__name__}.", type="server_error",
             code="upstream_stream_error")}
-        yield call.protocol.stream_error(outcome["error"])
+        yield call.protocol.stream_error(outcome["error"], renderer)
     finally:
         if outcome is not None and outcome["status"] == "success":
             with contextlib.suppress(httpx.HTTPError):
@@ -311,6 +325,8 @@ async def _record_stream(call: Call, renderer: StreamRenderer, outcome: dict) ->
     await call.record(status=outcome["status"], http_status=outcome["http_status"], usage=usage,
                       error=outcome.get("error"), finish_reason=renderer.finish_reason,
                       output_estimated=estimated, upstream_model=renderer.meter.upstream_model)
+    if outcome["status"] == "success":
+        await call.protocol.keep(call)
 
 
 def _text(value: str, limit: int) -> str:

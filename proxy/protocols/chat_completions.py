@@ -31,8 +31,8 @@ class ChatCompletions:
     def unknown_model(self, name: str, key: KeyInfo, catalog: Catalog, exists: bool) -> GatewayError:
         return model_not_found(name)  # the same answer either way: a key's allow-list is not disclosed
 
-    def plan(self, body: dict, entry: CatalogEntry, requested_model: str, request: ApiRequest) -> CallPlan:
-        t = translate_request(body, entry.spec, requested_model=requested_model)
+    async def plan(self, call: Call, entry: CatalogEntry, body: dict, request: ApiRequest) -> CallPlan:
+        t = translate_request(body, entry.spec, requested_model=call.requested_model)
         return CallPlan(payload=t.payload, stream=t.stream, max_tokens=t.max_tokens, end_user=t.user, context=t)
 
     def upstream_error(self, exc: UpstreamHTTPError, entry: CatalogEntry | None) -> GatewayError:
@@ -51,8 +51,11 @@ class ChatCompletions:
         return StreamTranslator(call.plan.context, call.generation_id, int(call.created.timestamp()),
                                 cost_of=call.cost_text)
 
-    def stream_error(self, err: GatewayError) -> bytes:
+    def stream_error(self, err: GatewayError, renderer: StreamTranslator) -> bytes:
         return sse_error(err)
+
+    async def keep(self, call: Call) -> None:
+        pass  # Chat Completions is stateless
 
 
 chat_completions = endpoint(ChatCompletions())

@@ -87,7 +87,7 @@ class Messages:
                  "With Claude Code, pin them with ANTHROPIC_MODEL and ANTHROPIC_DEFAULT_OPUS_MODEL / "
                  "_SONNET_MODEL / _HAIKU_MODEL.", param="model", code="model_not_found")
 
-    def plan(self, body: dict, entry: CatalogEntry, requested_model: str, request: ApiRequest) -> CallPlan:
+    async def plan(self, call: Call, entry: CatalogEntry, body: dict, request: ApiRequest) -> CallPlan:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise invalid("messages: Field required (a non-empty array of messages).", "messages")
@@ -122,8 +122,11 @@ class Messages:
         assert call.plan is not None  # the pipeline renders only planned calls
         return PassthroughStream(call.plan.max_tokens)
 
-    def stream_error(self, err: GatewayError) -> bytes:
+    def stream_error(self, err: GatewayError, renderer: PassthroughStream) -> bytes:
         return anthropic_error_event(err)
+
+    async def keep(self, call: Call) -> None:
+        pass  # the native Messages API is stateless
 
 
 MESSAGES = Messages()
