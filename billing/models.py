@@ -252,3 +252,25 @@ class MonthlyStatement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team} {self.month:%Y-%m}: {self.total}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer kept at the client's request (``store``, the default) so it can
+    be read back, listed and continued with ``previous_response_id`` by the same team.
+    Separate from STORE_CONTENT: storing is the client's explicit choice. Rows past
+    ``expires_at`` (RESPONSES_RETENTION_DAYS) are deleted by a periodic task."""
+
+    response_id = models.CharField(max_length=64, unique=True)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    previous_response_id = models.CharField(max_length=64, blank=True)
+    input_items = models.JSONField(help_text="this request's input items, with ids")
+    response = models.JSONField(help_text="the response object, reasoning signatures included")
+    created = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.response_id

@@ -33,3 +33,11 @@ def generate_monthly_statements(month: str | None = None) -> int:
     roll_up()
     target = parse_month(month) if month else last_closed_month()
     return len(generate_statements(target, only_missing=month is None))
+
+
+@shared_task
+def delete_expired_responses() -> int:
+    """Deletes stored Responses API answers past RESPONSES_RETENTION_DAYS (beat: hourly)."""
+    from .stored_responses import delete_expired
+
+    return delete_expired()

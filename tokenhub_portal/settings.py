@@ -145,6 +145,10 @@ MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 32 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 # Prompt/completion text is not stored unless an operator turns this on.
 STORE_CONTENT = env_bool("STORE_CONTENT", False)
+# Responses API `store` (the client's choice, default true): kept per team this many days.
+# RESPONSES_STORE=0 turns storage off (then `previous_response_id` is a 400).
+RESPONSES_STORE = env_bool("RESPONSES_STORE", True)
+RESPONSES_RETENTION_DAYS = env_int("RESPONSES_RETENTION_DAYS", 30, minimum=1)
 # Seconds a key lookup stays cached in a gateway process (revocations are pushed
 # through Redis immediately; this bounds staleness if a message is missed).
 KEY_CACHE_SECONDS = env_int("KEY_CACHE_SECONDS", 30, minimum=0)
@@ -176,6 +180,7 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "TokenHub <tokenhub@localhost
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("tokenhub_portal.web.context_processors.portal")
 CELERY_BEAT_SCHEDULE.update({
     "roll-up-usage": {"task": "billing.tasks.roll_up_usage", "schedule": 60.0},
+    "delete-expired-responses": {"task": "billing.tasks.delete_expired_responses", "schedule": 3600.0},
     # The 1st and 2nd: last month is closed by then whatever BILLING_TIME_ZONE is.
     "monthly-statements": {"task": "billing.tasks.generate_monthly_statements",
                            "schedule": crontab(minute=20, hour="*/6", day_of_month="1,2")},
