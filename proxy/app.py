@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl
 
-from . import ops, views
+from . import ops, stored_responses, views
 from .api import error_response, internal_error
 from .asgi import ApiRequest, Headers, Response, Router, StreamResponse, send_response
 from .errors import GatewayError
 from .protocols.chat_completions import chat_completions
 from .protocols.messages import count_tokens, messages
+from .protocols.responses import responses
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +18,8 @@ router = Router()
 router.add("/chat/completions", chat_completions)
 router.add("/messages", messages)
 router.add("/messages/count_tokens", count_tokens)
+router.add("/responses", responses)
+router.add("/responses/", stored_responses.stored_response, prefix=True)
 router.add("/models", views.models_list)
 router.add("/models/", views.model_detail, prefix=True)
 router.add("/key", views.key_info)

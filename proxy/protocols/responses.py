@@ -1,0 +1,85 @@
+"""POST /responses: the OpenAI Responses API in, Anthropic Messages upstream.
+
+The response id (``resp_…``) is the generation id. A successful answer the client asked to
+``store`` is kept for its team (``proxy.stored_responses``) before the client gets its end,
+so ``previous_response_id`` works the moment the answer is in.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+from django.conf import settings
+
+from proxy import stored_responses
+from proxy.api import error_response
+from proxy.asgi import ApiRequest, Response
+from proxy.auth import KeyInfo
+from proxy.catalog import CatalogEntry, model_not_found, successor_hint
+from proxy.errors import GatewayError
+from proxy.pipeline import Call, CallPlan, Rendered, endpoint
+from proxy.translation import Usage, anthropic_error_to_gateway, map_finish_reason
+from proxy.translation.fields import opt_str
+from proxy.translation.responses_output import client_view, translate_message
+from proxy.translation.responses_request import ResponsesRequest, translate_responses_request
+from proxy.translation.responses_stream import ResponsesStream
+from proxy.upstream import UpstreamHTTPError
+
+log = logging.getLogger(__name__)
+
+IGNORED_TOOLS_HEADER = "x-tokenhub-ignored-tools"
+
+
+class Responses:
+    api = "responses"
+    id_prefix = "resp_"
+
+    def error_response(self, err: GatewayError, headers: dict[str, str] | None = None) -> Response:
+        return error_response(err, headers)
+
+    def unknown_model(self, name: str, key: KeyInfo) -> GatewayError:
+        return model_not_found(name)
+
+    async def plan(self, call: Call, body: dict, request: ApiRequest) -> CallPlan:
+        previous = opt_str(body, "previous_response_id", 100)
+        history = await stored_responses.conversation(call.key.team_id, previous) if previous else None
+        t = translate_responses_request(body, call.entry.spec, requested_model=call.requested_model,
+                                        store_enabled=settings.RESPONSES_STORE, history=history)
+        headers = {IGNORED_TOOLS_HEADER: ",".join(t.ignored_tools)} if t.ignored_tools else None
+        return CallPlan(payload=t.payload, stream=t.stream, max_tokens=t.max_tokens, end_user=t.user,
+                        response_headers=headers, context=t)
+
+    def upstream_error(self, exc: UpstreamHTTPError, entry: CatalogEntry | None) -> GatewayError:
+        return anthropic_error_to_gateway(exc.status, exc.body, exc.headers, not_found_hint=successor_hint(entry))
+
+    def render(self, call: Call, message: dict, raw: bytes, usage: Usage) -> Rendered:
+        t: ResponsesRequest = call.plan.context
+        t.response = response = translate_message(
+            message, t, response_id=call.generation_id, created_at=int(call.created.timestamp()),
+            completed_at=int(time.time()), usage=usage, cost=call.cost_text(usage))
+        completion = "".join(part["text"] for item in response["output"] if item["type"] == "message"
+                             for part in item["content"])
+        return Rendered(orjson.dumps(client_view(response, t)), map_finish_reason(message.get("stop_reason"), t),
+                        completion)
+
+    def stream_renderer(self, call: Call) -> ResponsesStream:
+        return ResponsesStream(call.plan.context, call.generation_id, int(call.created.timestamp()),
+                               cost_of=call.cost_text)
+
+    def stream_error(self, err: GatewayError, renderer: ResponsesStream) -> bytes:
+        return renderer.fail(err)
+
+    async def keep(self, call: Call) -> None:
+        """Store the answer if the client asked to. A storage failure is logged, not the
+        client's problem: the answer itself is complete and billed."""
+        t: ResponsesRequest = call.plan.context
+        if not t.store or t.response is None:
+            return
+        try:
+            await stored_responses.save(call, t.response, t.input_items, t.previous_response_id)
+        except Exception:
+            log.exception("could not store response %s", call.generation_id)
+
+
+responses = endpoint(Responses())
