@@ -46,7 +46,7 @@ _ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output":
 
 def normalize_input(raw: Any) -> list[dict]:
     """``input`` as stored and listed by ``/input_items``: a list of items, each with a
-    ``type`` and an ``id`` (assigned where the client sent none)."""
+    ``type`` and an ``id`` (assigned where the client sent none), message content as parts."""
     if isinstance(raw, str):
         return [{"id": new_item_id("message"), "type": "message", "role": "user",
                  "content": [{"type": "input_text", "text": raw}]}]
@@ -61,6 +61,9 @@ def normalize_input(raw: Any) -> list[dict]:
             item = {"type": "message", **item}
         elif not isinstance(kind, str):
             raise wrong_type(f"input[{i}].type must be a string.", f"input[{i}].type")
+        if item["type"] == "message" and isinstance(item.get("content"), str):  # listed as parts, as OpenAI does
+            part = "output_text" if item.get("role") == "assistant" else "input_text"
+            item = {**item, "content": [{"type": part, "text": item["content"]}]}
         if not isinstance(item.get("id"), str) or not item.get("id"):
             item = {"id": new_item_id(item["type"]), **item}
         items.append(item)
