@@ -33,6 +33,8 @@ def test_defaults_start():
     ("MAX_REQUEST_BYTES", "big"),
     ("DEBUG", "maybe"),
     ("DATABASE_URL", "nosuchdb://x"),
+    ("RESPONSES_STORE", "sometimes"),
+    ("RESPONSES_RETENTION_DAYS", "0"),
 ])
 def test_bad_value_names_the_variable(name, value):
     result = start(**{name: value})
