@@ -26,3 +26,13 @@ def test_anthropic_node_sdk_smoke(live):
                             timeout=120)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "anthropic node smoke: ok" in result.stdout
+
+
+def test_openai_node_sdk_responses_smoke(live):
+    if shutil.which("node") is None or not (NODE_DIR / "node_modules" / "openai").exists():
+        pytest.skip("needs node and `npm install` in tests/node (make test and CI do it)")
+    env = {**os.environ, "TOKENHUB_BASE_URL": f"{live.url}/v1", "TOKENHUB_KEY": live.key}
+    result = subprocess.run(["node", "responses_smoke.mjs"], cwd=NODE_DIR, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "node responses smoke: ok" in result.stdout
