@@ -14,7 +14,8 @@ Method
   shares the CPU with the simulator and the gateway, and an httpx/aiohttp client would
   dominate the measurement. Its own CPU per request is reported so that can be checked.
 - Each scenario runs DIRECT (client -> simulator, Anthropic format) and then THROUGH
-  (client -> gateway -> the same simulator, OpenAI format) with the same reply
+  (client -> gateway -> the same simulator, in the scenario's front door's format: Chat
+  Completions, Messages, or the Responses API with its default ``store: true``) with the same reply
   (``[[sim:words=12]]``: 12 words, streamed as 12 content deltas). Every run starts with a
   warm-up (excluded); then, with all connections idle, the measured phase runs until its
   request count or its duration is reached, whichever comes first.
@@ -73,7 +74,7 @@ class Scenario:
     stream: bool
     requests: int  # the measured phase stops at this count or at --duration
     limited: bool = False  # through a key with a monthly limit and RPM/TPM (reserve + settle)
-    front: str = "chat"    # the gateway's front door: "chat" (/chat/completions) or "messages"
+    front: str = "chat"    # the gateway's front door: "chat" (/chat/completions), "messages" or "responses"
 
 
 SCENARIOS = {
@@ -88,6 +89,9 @@ SCENARIOS = {
         Scenario("messages-c1", 1, False, 2_000, front="messages"),
         Scenario("messages-c32", 32, False, 10_000, front="messages"),
         Scenario("messages-stream-c16", 16, True, 10_000, front="messages"),
+        # The Responses API with its defaults (store: true, so every answer is also stored)
+        Scenario("responses-plain-c32", 32, False, 10_000, front="responses"),
+        Scenario("responses-stream-c16", 16, True, 10_000, front="responses"),
     )
 }
 
@@ -225,10 +229,15 @@ def gateway_spec(gateway: Service, sim: Service, key: str, scenario: Scenario) -
         return {"kind": "anthropic", "host": HOST, "port": gateway.port, "path": "/v1/messages",
                 "body": anthropic_body(scenario.stream),
                 "headers": {"x-api-key": key, "anthropic-version": "2023-06-01"}, "cpu_roots": roots}
-    body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS}
+    if scenario.front == "responses":
+        kind, path = "responses", "/api/v1/responses"
+        body = {"model": MODEL, "input": PROMPT, "max_output_tokens": MAX_TOKENS}
+    else:
+        kind, path = "openai", "/api/v1/chat/completions"
+        body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": MAX_TOKENS}
     if scenario.stream:
         body["stream"] = True
-    return {"kind": "openai", "host": HOST, "port": gateway.port, "path": "/api/v1/chat/completions",
+    return {"kind": kind, "host": HOST, "port": gateway.port, "path": path,
             "body": body, "headers": {"Authorization": f"Bearer {key}"}, "cpu_roots": roots}
 
 
@@ -310,6 +319,18 @@ def limits_line(results: list[tuple[Scenario, dict, dict]]) -> str:
     return (f"\nlimit checks (limits-c32 − plain-c32, through the gateway): "
             f"p50 {fmt(diff(plain['p50'], limited['p50']))} ms, p99 {fmt(diff(plain['p99'], limited['p99']))} ms, "
             f"CPU {fmt(diff(cpu_ms_per_request(plain, 'gateway'), cpu_ms_per_request(limited, 'gateway')), 2)} ms/req")
+
+
+def responses_line(results: list[tuple[Scenario, dict, dict]]) -> str:
+    """Gateway CPU per request of the Responses API against Chat Completions, same load."""
+    through = {s.name: g for s, _, g in results}
+    parts = []
+    for chat, responses in (("plain-c32", "responses-plain-c32"), ("stream-c16", "responses-stream-c16")):
+        if chat in through and responses in through:
+            a, b = cpu_ms_per_request(through[chat], "gateway"), cpu_ms_per_request(through[responses], "gateway")
+            if a and b:
+                parts.append(f"{responses} {b:.2f} vs {chat} {a:.2f} ms/req ({(b - a) / a * 100:+.0f}%)")
+    return "\nResponses API gateway CPU: " + "; ".join(parts) if parts else ""
 
 
 def detail_table(results: list[tuple[Scenario, dict, dict]]) -> list[str]:
@@ -415,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("\n".join(main_table(results)))
         print(limits_line(results))
+        print(responses_line(results))
         print()
         print("\n".join(detail_table(results)))
         print()

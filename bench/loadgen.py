@@ -33,8 +33,17 @@ MAX_ERROR_SAMPLES = 5
 # non-quote, so the role chunk ("content":"") does not count. Direct: content_block_delta.
 GATEWAY_CONTENT = re.compile(rb'"content":"[^"]')
 DIRECT_CONTENT = re.compile(rb"event: content_block_delta")
+RESPONSES_CONTENT = re.compile(rb"event: response.output_text.delta")
 GATEWAY_STREAM_END = b"data: [DONE]"
 DIRECT_STREAM_END = b"event: message_stop"
+RESPONSES_STREAM_END = b"event: response.completed"  # its data (the whole response) follows
+# Per wire format: (stream content marker, stream end marker and how far from the end it
+# starts, the key a plain answer must have)
+KINDS = {
+    "anthropic": (DIRECT_CONTENT, DIRECT_STREAM_END, 200, "content"),
+    "openai": (GATEWAY_CONTENT, GATEWAY_STREAM_END, 200, "choices"),
+    "responses": (RESPONSES_CONTENT, RESPONSES_STREAM_END, 8192, "output"),
+}
 
 
 # --------------------------------------------------------------------------- /proc
@@ -283,7 +292,7 @@ class Target:
     host: str
     port: int
     raw_request: bytes
-    kind: str  # the answer's wire format: "anthropic" or "openai"
+    kind: str  # the answer's wire format: "anthropic", "openai" (Chat Completions) or "responses"
     stream: bool
     min_chunks: int
 
@@ -300,7 +309,7 @@ class Target:
     def content_marker(self) -> re.Pattern | None:
         if not self.stream:
             return None
-        return GATEWAY_CONTENT if self.kind == "openai" else DIRECT_CONTENT
+        return KINDS[self.kind][0]
 
     def problem(self, response: Response) -> str | None:
         """Why the response is not a correct answer, or None."""
@@ -312,15 +321,15 @@ class Target:
             doc = orjson.loads(response.body)
         except orjson.JSONDecodeError:
             return f"invalid JSON body: {bytes(response.body[:200])!r}"
-        key = "choices" if self.kind == "openai" else "content"
+        key = KINDS[self.kind][3]
         return None if isinstance(doc, dict) and doc.get(key) else f"no {key!r} in {bytes(response.body[:200])!r}"
 
     def _stream_problem(self, response: Response) -> str | None:
-        end = GATEWAY_STREAM_END if self.kind == "openai" else DIRECT_STREAM_END
+        _, end, tail, _ = KINDS[self.kind]
         chunks = len(self.content_marker.findall(response.body))
         if chunks < self.min_chunks:
             return f"{chunks} content chunks < {self.min_chunks}"
-        if end not in response.body[-200:]:
+        if end not in response.body[-tail:]:
             return f"stream does not end with {end!r}"
         if response.first_content is None:
             return "no content chunk"
