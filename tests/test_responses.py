@@ -228,9 +228,10 @@ def test_v1_and_api_v1_mounts_and_unknown_subpaths(live):
 
 @pytest.fixture(scope="module")
 def storeless_gateway(django_db_setup, simulator_url):
+    """A gateway with RESPONSES_STORE=0 and a 1-second stream keep-alive."""
     from .conftest import _stop, start_gateway
 
-    url, proc = start_gateway(simulator_url, RESPONSES_STORE="0")
+    url, proc = start_gateway(simulator_url, RESPONSES_STORE="0", STREAM_KEEPALIVE_SECONDS="1")
     yield url
     _stop(proc)
 
@@ -244,3 +245,15 @@ def test_responses_store_off_keeps_nothing_and_refuses_previous_response_id(live
     assert err.value.param == "previous_response_id" and "RESPONSES_STORE" in err.value.message
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(reply.id)
+
+
+def test_keepalive_comments_fill_upstream_silence_and_clients_skip_them(live, storeless_gateway):
+    with httpx.stream("POST", f"{storeless_gateway}/v1/responses", timeout=30,
+                      headers={"Authorization": f"Bearer {live.key}"},
+                      json={"model": MODEL, "stream": True, "input": "slow [[sim:words=2,chunk_delay_ms=1200]]"}) as r:
+        lines = list(r.iter_lines())
+    assert lines.count(": keepalive") >= 3
+    assert [line for line in lines if line.startswith("event: ")][-1] == "event: response.completed"
+    client = openai.OpenAI(base_url=f"{storeless_gateway}/v1", api_key=live.key, max_retries=0)
+    with client.responses.stream(model=MODEL, input="slow [[sim:words=1,chunk_delay_ms=1200]]") as stream:
+        assert stream.get_final_response().output_text == "The"

@@ -16,7 +16,7 @@ from proxy import stored_responses
 from proxy.api import error_response
 from proxy.asgi import ApiRequest, Response
 from proxy.auth import KeyInfo
-from proxy.catalog import CatalogEntry, model_not_found, successor_hint
+from proxy.catalog import Catalog, CatalogEntry, model_not_found, successor_hint
 from proxy.errors import GatewayError
 from proxy.pipeline import Call, CallPlan, Rendered, endpoint
 from proxy.translation import Usage, anthropic_error_to_gateway, map_finish_reason
@@ -34,12 +34,15 @@ IGNORED_TOOLS_HEADER = "x-tokenhub-ignored-tools"
 class Responses:
     api = "responses"
     id_prefix = "resp_"
+    # An SSE comment (every SSE client skips it): keeps proxies and idle timeouts at bay while
+    # the model thinks without a summary to stream.
+    keepalive = b": keepalive\n\n"
 
     def error_response(self, err: GatewayError, headers: dict[str, str] | None = None) -> Response:
         return error_response(err, headers)
 
-    def unknown_model(self, name: str, key: KeyInfo) -> GatewayError:
-        return model_not_found(name)
+    def unknown_model(self, name: str, key: KeyInfo, catalog: Catalog, exists: bool) -> GatewayError:
+        return model_not_found(name)  # the same answer either way: a key's allow-list is not disclosed
 
     async def plan(self, call: Call, body: dict, request: ApiRequest) -> CallPlan:
         previous = opt_str(body, "previous_response_id", 100)
