@@ -132,11 +132,7 @@ def _tool_use(item: dict, kind: str, names: ToolNames, where: str) -> dict:
             "name": names.upstream(name, namespace or None), "input": arguments}
 
 
-def opens_with_thinking(message: dict) -> bool:
-    return bool(message["content"]) and message["content"][0]["type"] in THINKING_KINDS
-
-
-def strip_thinking(messages: list[dict]) -> list[dict]:
+def without_thinking(messages: list[dict]) -> list[dict]:
     """Without thinking on, thinking blocks cannot go upstream: drop them, then the turns
     they leave empty (re-merging the neighbours those separated)."""
     turns = Turns()

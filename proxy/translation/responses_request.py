@@ -34,10 +34,10 @@ from proxy.errors import invalid
 from proxy.modelspec import ModelSpec
 
 from .fields import opt_bool, opt_number, opt_str, unsupported, wrong_type
-from .messages import finish_prefill, history_stub_tools, last_assistant_calls_tools
+from .messages import finish_prefill, history_stub_tools
 from .request import end_user, looks_like_pii, max_tokens_of, sampling
-from .responses_items import normalize_input, opens_with_thinking, strip_thinking, translate_items
-from .responses_thinking import Reasoning, merge_output_config, parse_effort, thinking_fields
+from .responses_items import normalize_input, translate_items, without_thinking
+from .responses_thinking import Reasoning, merge_output_config, parse_effort, thinking_fields, tool_turn_lacks_thinking
 from .responses_tools import ToolNames, translate_tools
 from .tools import JSON_MODE_NATIVE, JSON_TOOL_NAME, combine_tooling, json_object_mode, json_schema_mode
 
@@ -124,12 +124,13 @@ def translate_responses_request(body: dict, spec: ModelSpec, *, requested_model:
     max_tokens, max_field = max_tokens_of(body, spec, ("max_output_tokens",), DEFAULT_MAX_OUTPUT_TOKENS)
     effort, summary = _reasoning(body.get("reasoning"))
     thinking: dict | None = None
-    if effort is not None and (not last_assistant_calls_tools(messages) or opens_with_thinking(_last_assistant(messages))):
+    if effort is not None and not tool_turn_lacks_thinking(messages):
         _check_thinking_compatible(sampling_fields, tool_choice, json_mode)
+        # the default output ceiling already has room for thinking: keep it (as if set)
         max_tokens, thinking = thinking_fields(Reasoning(effort=effort, param="reasoning.effort"), spec,
-                                               max_tokens, max_field)
+                                               max_tokens, max_field or "max_output_tokens")
     if thinking is None:
-        messages = strip_thinking(messages)
+        messages = without_thinking(messages)
     finish_prefill(messages, spec, thinking=thinking is not None)
     user = end_user(body)
 
@@ -251,10 +252,6 @@ def _reasoning(raw: Any) -> tuple[str | None, str | None]:
     if summary is not None and summary not in _SUMMARIES:
         raise invalid("reasoning.summary must be 'auto', 'concise' or 'detailed'.", "reasoning.summary")
     return effort, summary
-
-
-def _last_assistant(messages: list[dict]) -> dict:
-    return next(m for m in reversed(messages) if m["role"] == "assistant")
 
 
 def _check_thinking_compatible(sampling_fields: dict, tool_choice: dict | None, json_mode: str | None) -> None:

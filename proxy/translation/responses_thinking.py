@@ -84,6 +84,15 @@ def thinking_fields(r: Reasoning, spec: ModelSpec, max_tokens: int, max_field: s
     return max_tokens, {"thinking": {"type": "enabled", "budget_tokens": min(budget, max_tokens - 1)}}
 
 
+def tool_turn_lacks_thinking(messages: list[dict]) -> bool:
+    """True when the last assistant turn calls tools but does not start with its thinking."""
+    for message in reversed(messages):
+        if message["role"] == "assistant":
+            content = message["content"]
+            return any(b["type"] == "tool_use" for b in content) and content[0]["type"] not in THINKING_KINDS
+    return False
+
+
 def merge_output_config(payload: dict, fields: dict) -> None:
     for name, value in fields.items():
         if name == "output_config" and isinstance(payload.get(name), dict):
