@@ -101,7 +101,8 @@ class WireProtocol(Protocol):
 
     async def keep(self, call: Call) -> None:
         """Called once a successful call's record is committed, before the client gets the
-        end of the answer (the Responses API stores the response here)."""
+        end of the answer (the Responses API stores the response here). Must not raise: the
+        call is recorded and billed by then (log a failure instead)."""
         ...
 
 

@@ -61,8 +61,10 @@ class Responses:
         t.response = response = translate_message(
             message, t, response_id=call.generation_id, created_at=int(call.created.timestamp()),
             completed_at=int(time.time()), usage=usage, cost=call.cost_text(usage))
-        completion = "".join(part["text"] for item in response["output"] if item["type"] == "message"
-                             for part in item["content"])
+        completion = ""
+        if settings.STORE_CONTENT:
+            completion = "".join(part["text"] for item in response["output"] if item["type"] == "message"
+                                 for part in item["content"])
         return Rendered(orjson.dumps(client_view(response, t)), map_finish_reason(message.get("stop_reason"), t),
                         completion)
 
