@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from billing.models import RequestRecord, StoredResponse
+from proxy.translation.responses_thinking import encode_thinking
 
 MODEL = "claude-sonnet-4-6"
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city", "strict": True,
@@ -120,6 +121,28 @@ def test_function_tool_round_trip_with_previous_response_id(live):
         {"role": "user", "content": "Weather in Paris?"}, call.model_dump(exclude_none=True),
         {"type": "function_call_output", "call_id": call.call_id, "output": "sunny in Paris"}])
     assert stateless.output_text.startswith("Simulated reply to: sunny in Paris")
+
+
+def test_a_reasoning_item_sent_back_restores_its_thinking_upstream(live):
+    """Codex sends every reasoning item back (store: false). Its encrypted_content goes upstream
+    as the signed thinking block that opens the tool turn (the simulator counts its text as
+    input); with thinking off the block is left out."""
+    thinking = {"type": "thinking", "thinking": "step " * 800, "signature": "EqQBCkYIBRgCKkBsig"}
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Steps."}],
+                 "content": None, "encrypted_content": encode_thinking([thinking])}
+    call = {"type": "function_call", "id": "fc_1", "status": "completed", "call_id": "call_1", "name": "get_weather",
+            "arguments": '{"city":"Paris"}'}
+    history = [{"role": "user", "content": "Weather?"}, reasoning, call,
+               {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]
+    client = live.openai()
+
+    def input_tokens(items, **extra):
+        return client.responses.create(model=MODEL, store=False, tools=[WEATHER], input=items, **extra).usage.input_tokens
+
+    with_thinking = input_tokens(history, reasoning={"effort": "low"}, include=["reasoning.encrypted_content"])
+    assert with_thinking >= input_tokens([item for item in history if item is not reasoning],
+                                         reasoning={"effort": "low"}) + 1000  # 4000 characters of thinking
+    assert input_tokens(history) <= with_thinking - 1000  # thinking off: the block stays out
 
 
 def test_another_team_cannot_read_list_delete_or_continue_a_stored_response(live, make_key):
