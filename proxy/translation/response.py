@@ -1,7 +1,7 @@
 """An Anthropic message → an OpenAI chat.completion."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -24,7 +24,14 @@ _FINISH_REASONS = {
 # Response
 # ---------------------------------------------------------------------------------------
 
-def map_finish_reason(stop_reason: str | None, t: Translated) -> str:
+class JsonMode(Protocol):
+    """A translated request of any front door: the forced tool emulating JSON mode, if any."""
+
+    @property
+    def json_tool(self) -> str | None: ...
+
+
+def map_finish_reason(stop_reason: str | None, t: JsonMode) -> str:
     """Anthropic stop_reason → OpenAI finish_reason; the forced JSON tool is an answer, not a
     tool call. Unknown or missing reasons become "stop"."""
     reason = _FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"

@@ -13,7 +13,7 @@ request's ``include`` asked for it.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -39,7 +39,7 @@ def status_of(stop_reason: str | None) -> tuple[str, dict | None]:
     return ("incomplete", {"reason": reason}) if reason else ("completed", None)
 
 
-def reasoning_item(blocks: list[Mapping], t: ResponsesRequest, item_id_: str, summary_text: str) -> dict:
+def reasoning_item(blocks: Sequence[Mapping], t: ResponsesRequest, item_id_: str, summary_text: str) -> dict:
     item: dict[str, Any] = {"id": item_id_, "type": "reasoning", "summary": []}
     if t.summary and summary_text:
         item["summary"] = [{"type": "summary_text", "text": summary_text}]

@@ -41,7 +41,7 @@ from .responses_output import (
     usage_object,
 )
 from .responses_request import ResponsesRequest
-from .usage import StreamMeter, TokenCounts
+from .usage import StreamMeter, Usage
 
 _TEXT, _REASONING, _CALL = "text", "reasoning", "call"
 
@@ -72,13 +72,13 @@ class ResponsesStream:
                  "_message", "_started", "_thinking_chars", "_usage_raw")
 
     def __init__(self, t: ResponsesRequest, response_id: str, created_at: int,
-                 cost_of: Callable[[TokenCounts], str | None] | None = None) -> None:
+                 cost_of: Callable[[Usage], str | None] | None = None) -> None:
         self.meter = StreamMeter(t.max_tokens)
         self.finish_reason: str | None = None
         self._t, self._id, self._created, self._cost_of = t, response_id, created_at, cost_of
         self._seq = 0
         self._output: list[dict] = []              # finished items, full (encrypted_content kept)
-        self._open: dict[int, _Item] = {}          # by Anthropic block index
+        self._open: dict[Any, _Item] = {}          # by Anthropic block index
         self._message: _Item | None = None         # the message item text blocks append to
         self._started = False
         self._thinking_chars = 0
@@ -135,15 +135,12 @@ class ResponsesStream:
         block = data.get("content_block") or {}
         kind = block.get("type")
         index = data.get("index")
-        if kind == "text":
-            out = self._open_message()
-            self._open[index] = self._message
-            text = block.get("text")
-            return out + self._text(self._message, text) if text else out
-        if kind == "tool_use" and self._t.json_tool is not None and block.get("name") == self._t.json_tool:
-            out = self._open_message()
-            self._open[index] = self._message
-            return out
+        json_tool = self._t.json_tool
+        if kind == "text" or (kind == "tool_use" and json_tool is not None and block.get("name") == json_tool):
+            out, message = self._open_message()
+            self._open[index] = message
+            text = block.get("text") if kind == "text" else None
+            return out + self._text(message, text) if text else out
         out = self._close_message()
         if kind in ("thinking", "redacted_thinking"):
             item = self._open[index] = _Item(_REASONING, len(self._output), item_id("rs", self._id, len(self._output)))
@@ -211,9 +208,10 @@ class ResponsesStream:
         self._seq += 1
         return seq
 
-    def _open_message(self) -> bytes:
+    def _open_message(self) -> tuple[bytes, _Item]:
+        """The message item text goes to, opened (its events) if none is open."""
         if self._message is not None:
-            return b""
+            return b"", self._message
         index = len(self._output)
         item = self._message = _Item(_TEXT, index, item_id("msg", self._id, index))
         item.prefix = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":"'
@@ -222,7 +220,7 @@ class ResponsesStream:
         added = {"id": item.id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
         return (self._event("response.output_item.added", {"output_index": index, "item": added})
                 + self._event("response.content_part.added", {"item_id": item.id, "output_index": index,
-                                                              "content_index": 0, "part": output_text_part("")}))
+                                                              "content_index": 0, "part": output_text_part("")})), item
 
     def _text(self, item: _Item, text: str) -> bytes:
         item.parts.append(text)
@@ -277,7 +275,7 @@ class ResponsesStream:
         shown = done if self._t.include_encrypted else {k: v for k, v in done.items() if k != "encrypted_content"}
         return out + self._event("response.output_item.done", {"output_index": item.index, "item": shown})
 
-    def _open_call(self, index: int, block: dict) -> bytes:
+    def _open_call(self, index: Any, block: dict) -> bytes:
         position = len(self._output)
         item = self._open[index] = _Item(_CALL, position, "")
         item.name, item.call_id = block.get("name") or "", block.get("id") or ""
