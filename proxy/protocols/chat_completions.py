@@ -8,7 +8,7 @@ from proxy.asgi import ApiRequest, Response
 from proxy.auth import KeyInfo
 from proxy.catalog import Catalog, CatalogEntry, model_not_found, successor_hint
 from proxy.errors import GatewayError
-from proxy.pipeline import Call, CallPlan, Rendered, endpoint
+from proxy.pipeline import Call, CallPlan, Rendered, StreamRenderer, endpoint
 from proxy.translation import (
     StreamTranslator,
     Usage,
@@ -51,7 +51,7 @@ class ChatCompletions:
         return StreamTranslator(call.plan.context, call.generation_id, int(call.created.timestamp()),
                                 cost_of=call.cost_text)
 
-    def stream_error(self, err: GatewayError, renderer: StreamTranslator) -> bytes:
+    def stream_error(self, err: GatewayError, renderer: StreamRenderer) -> bytes:
         return sse_error(err)
 
     async def keep(self, call: Call) -> None:

@@ -17,7 +17,7 @@ from proxy.asgi import ApiRequest, Response, read_body
 from proxy.auth import KeyInfo
 from proxy.catalog import Catalog, CatalogEntry, visible_to
 from proxy.errors import GatewayError, invalid
-from proxy.pipeline import Call, CallPlan, Rendered, endpoint
+from proxy.pipeline import Call, CallPlan, Rendered, StreamRenderer, endpoint
 from proxy.runtime import current
 from proxy.translation import StreamMeter, Usage
 from proxy.upstream import UpstreamHTTPError
@@ -122,7 +122,7 @@ class Messages:
         assert call.plan is not None  # the pipeline renders only planned calls
         return PassthroughStream(call.plan.max_tokens)
 
-    def stream_error(self, err: GatewayError, renderer: PassthroughStream) -> bytes:
+    def stream_error(self, err: GatewayError, renderer: StreamRenderer) -> bytes:
         return anthropic_error_event(err)
 
     async def keep(self, call: Call) -> None:

@@ -18,7 +18,7 @@ from proxy.asgi import ApiRequest, Response
 from proxy.auth import KeyInfo
 from proxy.catalog import Catalog, CatalogEntry, model_not_found, successor_hint
 from proxy.errors import GatewayError
-from proxy.pipeline import Call, CallPlan, Rendered, endpoint
+from proxy.pipeline import Call, CallPlan, Rendered, StreamRenderer, endpoint
 from proxy.translation import Usage, anthropic_error_to_gateway, map_finish_reason
 from proxy.translation.fields import opt_str
 from proxy.translation.responses_output import client_view, translate_message
@@ -36,7 +36,7 @@ class Responses:
     id_prefix = "resp_"
     # An SSE comment (every SSE client skips it): keeps proxies and idle timeouts at bay while
     # the model thinks without a summary to stream.
-    keepalive = b": keepalive\n\n"
+    keepalive: bytes | None = b": keepalive\n\n"
 
     def error_response(self, err: GatewayError, headers: dict[str, str] | None = None) -> Response:
         return error_response(err, headers)
@@ -44,10 +44,10 @@ class Responses:
     def unknown_model(self, name: str, key: KeyInfo, catalog: Catalog, exists: bool) -> GatewayError:
         return model_not_found(name)  # the same answer either way: a key's allow-list is not disclosed
 
-    async def plan(self, call: Call, body: dict, request: ApiRequest) -> CallPlan:
+    async def plan(self, call: Call, entry: CatalogEntry, body: dict, request: ApiRequest) -> CallPlan:
         previous = opt_str(body, "previous_response_id", 100)
         history = await stored_responses.conversation(call.key.team_id, previous) if previous else None
-        t = translate_responses_request(body, call.entry.spec, requested_model=call.requested_model,
+        t = translate_responses_request(body, entry.spec, requested_model=call.requested_model,
                                         store_enabled=settings.RESPONSES_STORE, history=history)
         headers = {IGNORED_TOOLS_HEADER: ",".join(t.ignored_tools)} if t.ignored_tools else None
         return CallPlan(payload=t.payload, stream=t.stream, max_tokens=t.max_tokens, end_user=t.user,
@@ -57,7 +57,7 @@ class Responses:
         return anthropic_error_to_gateway(exc.status, exc.body, exc.headers, not_found_hint=successor_hint(entry))
 
     def render(self, call: Call, message: dict, raw: bytes, usage: Usage) -> Rendered:
-        t: ResponsesRequest = call.plan.context
+        t = _context(call)
         t.response = response = translate_message(
             message, t, response_id=call.generation_id, created_at=int(call.created.timestamp()),
             completed_at=int(time.time()), usage=usage, cost=call.cost_text(usage))
@@ -69,22 +69,28 @@ class Responses:
                         completion)
 
     def stream_renderer(self, call: Call) -> ResponsesStream:
-        return ResponsesStream(call.plan.context, call.generation_id, int(call.created.timestamp()),
+        return ResponsesStream(_context(call), call.generation_id, int(call.created.timestamp()),
                                cost_of=call.cost_text)
 
-    def stream_error(self, err: GatewayError, renderer: ResponsesStream) -> bytes:
+    def stream_error(self, err: GatewayError, renderer: StreamRenderer) -> bytes:
+        assert isinstance(renderer, ResponsesStream)  # the one stream_renderer makes
         return renderer.fail(err)
 
     async def keep(self, call: Call) -> None:
         """Store the answer if the client asked to. A storage failure is logged, not the
         client's problem: the answer itself is complete and billed."""
-        t: ResponsesRequest = call.plan.context
+        t = _context(call)
         if not t.store or t.response is None:
             return
         try:
             await stored_responses.save(call, t.response, t.input_items, t.previous_response_id)
         except Exception:
             log.exception("could not store response %s", call.generation_id)
+
+
+def _context(call: Call) -> ResponsesRequest:
+    assert call.plan is not None  # the pipeline renders and keeps only planned calls
+    return call.plan.context
 
 
 responses = endpoint(Responses())
