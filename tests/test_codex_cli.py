@@ -67,33 +67,39 @@ def run_codex(codex, live, tmp_path, prompt: str) -> tuple[subprocess.CompletedP
 
 def test_codex_exec_answers_through_the_gateway_and_is_billed(codex, live, tmp_path):
     before = set(RequestRecord.objects.values_list("generation_id", flat=True))
-    result, events = run_codex(codex, live, tmp_path, "say hi [[sim:words=7]]")
+    result, events = run_codex(codex, live, tmp_path, "say hi [[sim:words=7,thinking_words=5]]")
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     messages = [e["item"]["text"] for e in events
                 if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"]
     assert messages == ["The quick brown fox jumps over the"]
+    reasoning = [e["item"]["text"] for e in events
+                 if e.get("type") == "item.completed" and e["item"].get("type") == "reasoning"]
+    assert len(reasoning) == 1 and reasoning[0]  # model_reasoning_effort: thinking on, its summary shown
     turn = next(e for e in events if e.get("type") == "turn.completed")
-    assert turn["usage"]["output_tokens"] == 7 and turn["usage"]["input_tokens"] > 1000  # Codex's own prompt
+    assert turn["usage"]["output_tokens"] == 7 + 5 and turn["usage"]["reasoning_output_tokens"] > 0
+    assert turn["usage"]["input_tokens"] > 1000  # Codex's own prompt
 
     records = RequestRecord.objects.exclude(generation_id__in=before).filter(team=live.issued.api_key.team)
     record = records.get()  # exactly one model turn, one POST
     assert record.api == "responses" and record.status == "success" and record.streamed
-    assert record.generation_id.startswith("resp_") and record.output_tokens == 7
+    assert record.generation_id.startswith("resp_") and record.output_tokens == 12
     assert record.input_tokens == turn["usage"]["input_tokens"]
     charge = live.charge_of(record.generation_id)
-    assert charge.amount == (Decimal(record.input_tokens) * 3 + Decimal(7) * 15) / 1_000_000
+    assert charge.amount == (Decimal(record.input_tokens) * 3 + Decimal(12) * 15) / 1_000_000
 
 
 def test_codex_runs_a_tool_the_model_calls_and_sends_its_output_back(codex, live, tmp_path):
     """The simulator calls Codex's first tool (exec_command); Codex parses the function_call
     item, runs it and sends a second request whose function_call_output reaches upstream
-    (the simulator's answer quotes it)."""
+    (the simulator's answer quotes it), with the reasoning item of the first turn: the
+    simulator checks the thinking's signature, as Anthropic does, and the turn succeeds."""
     before = set(RequestRecord.objects.values_list("generation_id", flat=True))
     result, events = run_codex(codex, live, tmp_path, "list files [[sim:tool]]")
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
     messages = [e["item"]["text"] for e in events
                 if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"]
     assert messages[0] == "Let me check." and messages[-1].startswith("Simulated reply to: ")
+    assert sum(e.get("type") == "item.completed" and e["item"].get("type") == "reasoning" for e in events) == 2
     assert "exec_command" not in messages[-1] and "unsupported call" not in messages[-1]
     records = RequestRecord.objects.exclude(generation_id__in=before).filter(team=live.issued.api_key.team)
     assert [(r.api, r.status, r.finish_reason) for r in records.order_by("created")] == [

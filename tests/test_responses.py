@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from billing.models import RequestRecord, StoredResponse
-from proxy.translation.responses_thinking import encode_thinking
+from proxy.translation.responses_thinking import decode_thinking, encode_thinking
 
 MODEL = "claude-sonnet-4-6"
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city", "strict": True,
@@ -123,26 +123,39 @@ def test_function_tool_round_trip_with_previous_response_id(live):
     assert stateless.output_text.startswith("Simulated reply to: sunny in Paris")
 
 
-def test_a_reasoning_item_sent_back_restores_its_thinking_upstream(live):
-    """Codex sends every reasoning item back (store: false). Its encrypted_content goes upstream
-    as the signed thinking block that opens the tool turn (the simulator counts its text as
-    input); with thinking off the block is left out."""
-    thinking = {"type": "thinking", "thinking": "step " * 800, "signature": "EqQBCkYIBRgCKkBsig"}
-    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "Steps."}],
-                 "content": None, "encrypted_content": encode_thinking([thinking])}
-    call = {"type": "function_call", "id": "fc_1", "status": "completed", "call_id": "call_1", "name": "get_weather",
-            "arguments": '{"city":"Paris"}'}
-    history = [{"role": "user", "content": "Weather?"}, reasoning, call,
-               {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}]
+def test_reasoning_round_trip_keeps_thinking_on_in_a_tool_loop(live):
+    """Thinking comes back as a reasoning item; sent back (as Codex does, stateless) or continued
+    with previous_response_id, it reaches upstream as the signed thinking block the simulator
+    verifies, as Anthropic does. A changed thinking text fails upstream's signature check."""
     client = live.openai()
+    reasoning = {"effort": "low", "summary": "auto"}
+    first = client.responses.create(model=MODEL, input="Weather in Paris? [[sim:tool,redacted_thinking]]",
+                                    tools=[WEATHER], reasoning=reasoning, include=["reasoning.encrypted_content"])
+    kinds = [item.type for item in first.output]
+    assert kinds == ["reasoning", "message", "function_call"]
+    thought = first.output[0]
+    assert thought.summary[0].text and thought.encrypted_content.startswith(("thk1.", "thb1."))
+    assert first.usage.output_tokens_details.reasoning_tokens > 0
+    call = first.output[2]
+    result = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
+    history = [{"role": "user", "content": "Weather in Paris?"}, *[i.model_dump(exclude_none=True) for i in first.output],
+               result]
 
-    def input_tokens(items, **extra):
-        return client.responses.create(model=MODEL, store=False, tools=[WEATHER], input=items, **extra).usage.input_tokens
+    stateless = client.responses.create(model=MODEL, store=False, tools=[WEATHER], reasoning=reasoning, input=history)
+    assert stateless.status == "completed" and stateless.output_text.startswith("Simulated reply to: sunny")
+    assert stateless.output[0].type == "reasoning"  # thinking stayed on for the tool loop
+    continued = client.responses.create(model=MODEL, previous_response_id=first.id, tools=[WEATHER],
+                                        reasoning=reasoning, input=[result])
+    assert continued.status == "completed" and continued.output[0].type == "reasoning"
+    assert client.responses.create(model=MODEL, store=False, tools=[WEATHER], input=history).status == "completed"
 
-    with_thinking = input_tokens(history, reasoning={"effort": "low"}, include=["reasoning.encrypted_content"])
-    assert with_thinking >= input_tokens([item for item in history if item is not reasoning],
-                                         reasoning={"effort": "low"}) + 1000  # 4000 characters of thinking
-    assert input_tokens(history) <= with_thinking - 1000  # thinking off: the block stays out
+    blocks = decode_thinking(thought.encrypted_content, "x")
+    blocks[0]["thinking"] += " (edited)"
+    tampered = [{**item, "encrypted_content": encode_thinking(blocks)} if item.get("type") == "reasoning" else item
+                for item in history]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model=MODEL, store=False, tools=[WEATHER], reasoning=reasoning, input=tampered)
+    assert "signature" in err.value.message
 
 
 def test_another_team_cannot_read_list_delete_or_continue_a_stored_response(live, make_key):
