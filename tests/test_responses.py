@@ -8,7 +8,7 @@ import openai
 import pytest
 
 from billing.models import RequestRecord, StoredResponse
-from proxy.translation.responses_thinking import decode_thinking, encode_thinking
+from proxy.translation.reasoning import decode_thinking, encode_thinking
 
 MODEL = "claude-sonnet-4-6"
 WEATHER = {"type": "function", "name": "get_weather", "description": "Weather for a city", "strict": True,
@@ -134,7 +134,7 @@ def test_reasoning_round_trip_keeps_thinking_on_in_a_tool_loop(live):
     kinds = [item.type for item in first.output]
     assert kinds == ["reasoning", "message", "function_call"]
     thought = first.output[0]
-    assert thought.summary[0].text and thought.encrypted_content.startswith(("thk1.", "thb1."))
+    assert thought.summary[0].text and thought.encrypted_content.startswith("thb1.")
     assert first.usage.output_tokens_details.reasoning_tokens > 0
     call = first.output[2]
     result = {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}
@@ -156,6 +156,22 @@ def test_reasoning_round_trip_keeps_thinking_on_in_a_tool_loop(live):
     with pytest.raises(openai.BadRequestError) as err:
         client.responses.create(model=MODEL, store=False, tools=[WEATHER], reasoning=reasoning, input=tampered)
     assert "signature" in err.value.message
+
+
+def test_prompt_caching_writes_then_reads_and_bills_both(live):
+    client = live.openai()
+    rules = "Follow the house rules. " * 600  # above the model's minimum cacheable prompt
+
+    def ask():
+        return client.responses.create(model=MODEL, instructions=rules, input="What now?", store=False,
+                                       extra_body={"cache_control": {"type": "ephemeral"}})
+
+    first, second = ask(), ask()
+    assert first.usage.input_tokens_details.cache_write_tokens > 1000
+    assert second.usage.input_tokens_details.cached_tokens == first.usage.input_tokens_details.cache_write_tokens
+    for reply in (first, second):
+        record = live.record_of(reply.id)
+        assert live.charge_of(reply.id).amount == sonnet_cost(record) == Decimal(reply.usage.model_extra["cost"])
 
 
 def test_another_team_cannot_read_list_delete_or_continue_a_stored_response(live, make_key):

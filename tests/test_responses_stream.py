@@ -10,8 +10,8 @@ import openai
 import pytest
 
 from proxy.errors import GatewayError
+from proxy.translation.reasoning import decode_thinking
 from proxy.translation.responses_stream import ResponsesStream
-from proxy.translation.responses_thinking import decode_thinking
 from tests.test_responses_translate import APPLY_PATCH, EXEC, HAIKU, NAMESPACE, translate
 from tests.test_streaming import block_delta, block_start, block_stop, events, fixture, stop, tool_block
 

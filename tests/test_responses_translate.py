@@ -10,15 +10,12 @@ import pytest
 from proxy.errors import GatewayError
 from proxy.modelspec import ModelSpec
 from proxy.translation import JSON_TOOL_NAME, Usage
+from proxy.translation.reasoning import decode_thinking, encode_thinking
 from proxy.translation.responses_output import client_view, translate_message
 from proxy.translation.responses_request import DEFAULT_MAX_OUTPUT_TOKENS, translate_responses_request
-from proxy.translation.responses_thinking import decode_thinking, encode_thinking
 
 SONNET = ModelSpec(public_id="claude-sonnet-4-6", upstream_id="claude-sonnet-4-6-up", max_output_tokens=128_000,
-                   structured_output=True, prefill=False, thinking_mode="enabled") \
-    if "thinking_mode" in ModelSpec.__dataclass_fields__ else \
-    ModelSpec(public_id="claude-sonnet-4-6", upstream_id="claude-sonnet-4-6-up", max_output_tokens=128_000,
-              structured_output=True, prefill=False, thinking=True)
+                   structured_output=True, prefill=False, thinking_mode="enabled")
 HAIKU = ModelSpec(public_id="claude-haiku-4-5", upstream_id="claude-haiku-4-5", max_output_tokens=64_000)
 RESPONSE_ID = "resp_0123456789abcdef01234567"
 
@@ -317,6 +314,18 @@ def test_text_format_json_modes():
     rejected("text.format.type", text={"format": {"type": "xml"}})
     rejected("text.format.schema", text={"format": {"type": "json_schema", "name": "x"}})
     rejected("text.format", HAIKU, text={"format": {"type": "json_object"}}, tools=[EXEC])
+
+
+def test_prompt_caching_as_on_chat_completions():
+    cc = {"type": "ephemeral"}
+    t = translate(tools=[{**EXEC, "cache_control": {"type": "ephemeral", "ttl": "1h"}}], cache_control=cc,
+                  input=[{"role": "developer", "content": [{"type": "input_text", "text": "Rules.", "cache_control": cc}]},
+                         user("hi")])
+    assert t.payload["tools"][0]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert t.payload["system"][0]["cache_control"] == cc
+    assert t.payload["messages"][-1]["content"][-1]["cache_control"] == cc  # the request's: the last block
+    many = [{"type": "input_text", "text": f"part {n}", "cache_control": cc} for n in range(5)]
+    rejected("input[0].content[4].cache_control", input=[{"role": "user", "content": many}])
 
 
 def test_user_and_safety_identifier_and_metadata():

@@ -21,9 +21,10 @@ from typing import Any
 
 from proxy.errors import invalid
 
+from .caching import Breakpoints
 from .fields import wrong_type
 from .messages import IMAGE, TEXT, Turns, content_blocks, tool_arguments, tool_id, tool_result_block
-from .responses_thinking import THINKING_KINDS, decode_thinking
+from .reasoning import THINKING_KINDS, decode_thinking
 from .responses_tools import ToolNames
 
 _TEXT_PART = (TEXT, "text")
@@ -74,8 +75,10 @@ def new_item_id(kind: str) -> str:
     return f"{_ID_PREFIXES.get(kind, 'item')}_{secrets.token_hex(12)}"
 
 
-def translate_items(items: Iterable[tuple[str, dict]], names: ToolNames) -> tuple[list[dict], list[dict]]:
-    """(where, item) pairs → (system blocks, Anthropic messages)."""
+def translate_items(items: Iterable[tuple[str, dict]], names: ToolNames,
+                    marks: Breakpoints) -> tuple[list[dict], list[dict]]:
+    """(where, item) pairs → (system blocks, Anthropic messages); ``cache_control`` on content
+    parts is put on the blocks and collected in ``marks``, as on Chat Completions."""
     system: list[dict] = []
     turns = Turns()
     for where, item in items:
@@ -85,19 +88,19 @@ def translate_items(items: Iterable[tuple[str, dict]], names: ToolNames) -> tupl
             if role not in _ROLES:
                 raise invalid(f"{where}.role must be one of user, assistant, system, developer.", f"{where}.role")
             if role in ("system", "developer"):
-                system.extend(content_blocks(item.get("content"), f"{where}.content", _SYSTEM_PARTS))
+                system.extend(content_blocks(item.get("content"), f"{where}.content", _SYSTEM_PARTS, marks, "system"))
             elif role == "user":
-                blocks = content_blocks(item.get("content"), f"{where}.content", _USER_PARTS)
+                blocks = content_blocks(item.get("content"), f"{where}.content", _USER_PARTS, marks)
                 if not blocks:
                     raise invalid(f"{where}.content must be non-empty.", f"{where}.content")
                 turns.add("user", blocks)
             else:
-                turns.add("assistant", content_blocks(item.get("content"), f"{where}.content", _ASSISTANT_PARTS))
+                turns.add("assistant", content_blocks(item.get("content"), f"{where}.content", _ASSISTANT_PARTS, marks))
         elif kind in ("function_call", "custom_tool_call"):
             turns.add("assistant", [_tool_use(item, kind, names, where)])
         elif kind in ("function_call_output", "custom_tool_call_output"):
             result = tool_result_block(tool_id(item.get("call_id"), f"{where}.call_id"), item.get("output"),
-                                       f"{where}.output", _RESULT_PARTS)
+                                       f"{where}.output", _RESULT_PARTS, marks)
             turns.add("user", [], [result])
         elif kind == "reasoning":
             encrypted = item.get("encrypted_content")

@@ -20,8 +20,8 @@ import orjson
 
 from billing.tokens import TokenCounts
 
+from .reasoning import THINKING_KINDS, encode_thinking
 from .responses_request import ResponsesRequest
-from .responses_thinking import THINKING_KINDS, encode_thinking
 from .responses_tools import CUSTOM
 
 # Anthropic stop_reason → (status, incomplete_details.reason)

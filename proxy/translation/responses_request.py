@@ -12,6 +12,8 @@ Choices where the contract leaves room:
 - ``max_output_tokens`` defaults to ``DEFAULT_MAX_OUTPUT_TOKENS`` (OpenAI sets no ceiling,
   and Codex sends none; Chat Completions' 1024 would cut agents' answers short), capped at
   the model's maximum; the reservation holds this worst case while the call runs.
+- Prompt caching as on Chat Completions (``caching``): ``cache_control`` on content parts,
+  on function tools and on the request (one breakpoint on the last cacheable block).
 - ``reasoning.effort`` turns thinking on as ``reasoning_effort`` does on Chat Completions;
   it stays on for a tool loop only when the last assistant turn opens with the signed
   thinking (a ``reasoning`` item with ``encrypted_content`` sent back), as Anthropic
@@ -33,13 +35,14 @@ from typing import Any
 from proxy.errors import invalid
 from proxy.modelspec import ModelSpec
 
+from .caching import Breakpoints
 from .fields import opt_bool, opt_number, opt_str, unsupported, wrong_type
 from .messages import finish_prefill, history_stub_tools
-from .request import end_user, looks_like_pii, max_tokens_of, sampling
+from .reasoning import Reasoning, merge_output_config, parse_effort, thinking_fields, tool_turn_lacks_thinking
+from .request import check_thinking_compatible, end_user, looks_like_pii, max_tokens_of, sampling
 from .responses_items import normalize_input, translate_items, without_thinking
-from .responses_thinking import Reasoning, merge_output_config, parse_effort, thinking_fields, tool_turn_lacks_thinking
 from .responses_tools import ToolNames, translate_tools
-from .tools import JSON_MODE_NATIVE, JSON_TOOL_NAME, combine_tooling, json_object_mode, json_schema_mode
+from .tools import JSON_MODE_NATIVE, combine_tooling, json_object_mode, json_schema_mode
 
 DEFAULT_MAX_OUTPUT_TOKENS = 32_000
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
@@ -48,7 +51,7 @@ _HANDLED_FIELDS = frozenset({
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
     "temperature", "top_p", "reasoning", "text", "stream", "stream_options", "store", "previous_response_id",
     "include", "metadata", "user", "safety_identifier", "truncation", "max_tool_calls", "top_logprobs",
-    "background", "conversation", "prompt",
+    "background", "conversation", "prompt", "cache_control",
 })
 _IGNORED_FIELDS = frozenset({
     "prompt_cache_key", "prompt_cache_retention", "prompt_cache_options", "service_tier", "client_metadata",
@@ -104,10 +107,11 @@ def translate_responses_request(body: dict, spec: ModelSpec, *, requested_model:
     include = _include(body.get("include"))
     instructions = opt_str(body, "instructions", 10_000_000)
     input_items = normalize_input(body.get("input"))
-    tooling = translate_tools(body)
+    marks = Breakpoints()
+    tooling = translate_tools(body, marks)
     pairs = [("previous_response_id", item) for item in history or ()]
     pairs += [(f"input[{i}]", item) for i, item in enumerate(input_items)]
-    system, messages = translate_items(pairs, tooling.names)
+    system, messages = translate_items(pairs, tooling.names, marks)
     if instructions and instructions.strip():
         system.insert(0, {"type": "text", "text": instructions})
     if not messages:
@@ -125,7 +129,7 @@ def translate_responses_request(body: dict, spec: ModelSpec, *, requested_model:
     effort, summary = _reasoning(body.get("reasoning"))
     thinking: dict | None = None
     if effort is not None and not tool_turn_lacks_thinking(messages):
-        _check_thinking_compatible(sampling_fields, tool_choice, json_mode)
+        check_thinking_compatible(sampling_fields, tool_choice, json_mode, "reasoning.effort", "text.format")
         # the default output ceiling already has room for thinking: keep it (as if set)
         max_tokens, thinking = thinking_fields(Reasoning(effort=effort, param="reasoning.effort"), spec,
                                                max_tokens, max_field or "max_output_tokens")
@@ -148,6 +152,8 @@ def translate_responses_request(body: dict, spec: ModelSpec, *, requested_model:
         payload["output_config"] = {"format": output_format}
     if thinking:
         merge_output_config(payload, thinking)
+    marks.mark_last(payload, body.get("cache_control"))
+    marks.check()
     payload["stream"] = stream
     settings = _settings(body, instructions, text, effort, summary, store)
     return ResponsesRequest(
@@ -252,19 +258,6 @@ def _reasoning(raw: Any) -> tuple[str | None, str | None]:
     if summary is not None and summary not in _SUMMARIES:
         raise invalid("reasoning.summary must be 'auto', 'concise' or 'detailed'.", "reasoning.summary")
     return effort, summary
-
-
-def _check_thinking_compatible(sampling_fields: dict, tool_choice: dict | None, json_mode: str | None) -> None:
-    """Extended thinking forbids a changed temperature, top_p < 0.95 and forced tools."""
-    temperature = sampling_fields.pop("temperature", None)
-    if temperature is not None and temperature != 1:
-        raise invalid("temperature cannot be changed together with reasoning.effort on Claude models.", "temperature")
-    if sampling_fields.get("top_p", 1) < 0.95:
-        raise invalid("top_p must be between 0.95 and 1 together with reasoning.effort.", "top_p")
-    if tool_choice and tool_choice["type"] in ("any", "tool"):
-        if json_mode == JSON_TOOL_NAME:
-            raise invalid("text.format cannot be combined with reasoning.effort on this model.", "text.format")
-        raise invalid("tool_choice must be 'auto' or 'none' together with reasoning.effort.", "tool_choice")
 
 
 def _settings(body: dict, instructions: str | None, text: dict, effort: str | None, summary: str | None,

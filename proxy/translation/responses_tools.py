@@ -25,6 +25,7 @@ from typing import Any
 
 from proxy.errors import invalid
 
+from .caching import Breakpoints
 from .fields import opt_bool, wrong_type
 from .messages import tool_name
 from .tools import check_tool_choice, object_schema
@@ -101,8 +102,9 @@ class Tooling:
     tool_choice: dict | None        # Anthropic tool_choice (before parallel/JSON mode are applied)
 
 
-def translate_tools(body: dict) -> Tooling:
-    """``tools`` and ``tool_choice`` of a Responses request."""
+def translate_tools(body: dict, marks: Breakpoints) -> Tooling:
+    """``tools`` and ``tool_choice`` of a Responses request (a tool's ``cache_control``, as
+    OpenRouter spells it on Chat Completions, is collected in ``marks``)."""
     names = ToolNames()
     tools: list[dict] = []
     ignored: list[str] = []
@@ -115,9 +117,9 @@ def translate_tools(body: dict) -> Tooling:
         if not isinstance(kind, str):
             raise wrong_type(f"{where} must be an object with a string 'type'.", where)
         if kind in (FUNCTION, CUSTOM):
-            tools.append(_member(tool, None, names, where))
+            tools.append(_member(tool, None, names, where, marks))
         elif kind == "namespace":
-            tools.extend(_namespace(tool, names, where))
+            tools.extend(_namespace(tool, names, where, marks))
         elif kind in HOSTED_TOOLS:
             if kind not in ignored:
                 ignored.append(kind)
@@ -128,7 +130,7 @@ def translate_tools(body: dict) -> Tooling:
     return Tooling(tools, names, ignored, choice)
 
 
-def _namespace(tool: dict, names: ToolNames, where: str) -> list[dict]:
+def _namespace(tool: dict, names: ToolNames, where: str, marks: Breakpoints) -> list[dict]:
     namespace = tool_name(tool.get("name"), f"{where}.name")
     members = tool.get("tools")
     if not isinstance(members, list) or not members:
@@ -140,11 +142,11 @@ def _namespace(tool: dict, names: ToolNames, where: str) -> list[dict]:
         if kind not in (FUNCTION, CUSTOM):
             raise invalid(f"{member_where}.type must be 'function' or 'custom'.", f"{member_where}.type",
                           code="unsupported_value")
-        out.append(_member(member, namespace, names, member_where))
+        out.append(_member(member, namespace, names, member_where, marks))
     return out
 
 
-def _member(tool: dict, namespace: str | None, names: ToolNames, where: str) -> dict:
+def _member(tool: dict, namespace: str | None, names: ToolNames, where: str, marks: Breakpoints) -> dict:
     kind = tool["type"]
     name = tool_name(tool.get("name"), f"{where}.name")
     description = tool.get("description")
@@ -159,6 +161,7 @@ def _member(tool: dict, namespace: str | None, names: ToolNames, where: str) -> 
     if description:
         converted["description"] = description
     converted["input_schema"] = schema
+    marks.mark(converted, tool.get("cache_control"), f"{where}.cache_control", "tools")
     return converted
 
 

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0001_initial'),
-        ('billing', '0006_requestrecord_api'),
+        ('billing', '0007_model_thinking_mode'),
     ]
 
     operations = [
