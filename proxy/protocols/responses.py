@@ -46,7 +46,9 @@ class Responses:
 
     async def plan(self, call: Call, entry: CatalogEntry, body: dict, request: ApiRequest) -> CallPlan:
         previous = opt_str(body, "previous_response_id", 100)
-        history = await stored_responses.conversation(call.key.team_id, previous) if previous else None
+        team_id = call.key.team_id
+        assert team_id is not None  # keys that call models belong to a team (operator keys only manage)
+        history = await stored_responses.conversation(team_id, previous) if previous else None
         t = translate_responses_request(body, entry.spec, requested_model=call.requested_model,
                                         store_enabled=settings.RESPONSES_STORE, history=history)
         headers = {IGNORED_TOOLS_HEADER: ",".join(t.ignored_tools)} if t.ignored_tools else None
