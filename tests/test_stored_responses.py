@@ -9,6 +9,9 @@ from django.utils import timezone
 from billing import stored_responses
 from billing.models import StoredResponse
 from billing.tasks import delete_expired_responses
+from tokenhub_portal.accounts.models import ApiKey
+
+from .conftest import assert_openai_error
 
 
 @pytest.fixture
@@ -80,3 +83,14 @@ def test_the_periodic_task_deletes_expired_responses_only(store, make_key):
     schedule = settings.CELERY_BEAT_SCHEDULE["delete-expired-responses"]
     assert schedule["task"] == "billing.tasks.delete_expired_responses"
     assert settings.RESPONSES_RETENTION_DAYS == 30 and settings.RESPONSES_STORE is True
+
+
+def test_management_keys_neither_call_nor_read_responses(api, make_key, store):
+    manager = make_key("alpha", kind=ApiKey.Kind.MANAGEMENT).plaintext
+    store("resp_m", make_key("alpha"))
+    body = {"model": "claude-sonnet-4-6", "input": "hi"}
+    assert_openai_error(api.post("/v1/responses", manager, json=body), 403, "management_key_not_allowed")
+    for path in ("/v1/responses/resp_m", "/v1/responses/resp_m/input_items"):
+        assert_openai_error(api.get(path, manager), 403, "management_key_not_allowed")
+    assert_openai_error(api.request("DELETE", "/v1/responses/resp_m", manager), 403, "management_key_not_allowed")
+    assert StoredResponse.objects.filter(response_id="resp_m").exists()
