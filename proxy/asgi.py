@@ -108,13 +108,15 @@ async def _send_stream(send, receive, chunks: AsyncGenerator[bytes, None], keepa
     servers drop writes to a closed connection silently, so only `receive()` tells us.
     On disconnect the pump is cancelled at once, which closes the upstream stream."""
     last_sent = [time.monotonic()]
+    clock = time.monotonic if keepalive is not None else None  # streams without a keepalive skip the clock
 
     async def pump() -> None:
         try:
             async for chunk in chunks:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    last_sent[0] = time.monotonic()
+                    if clock is not None:
+                        last_sent[0] = clock()
         finally:
             await chunks.aclose()  # runs the producer's clean-up now, not at garbage collection
         await send({"type": "http.response.body", "body": b""})
