@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.template.response import TemplateResponse
 
 from .keys import display_prefix, generate_key, hash_key
-from .models import ApiKey, Invitation, Membership, Team
+from .models import ApiKey, AuditEntry, Invitation, Membership, Team
 from .services import revoke_key
 
 
@@ -14,9 +14,13 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "monthly_budget", "prepaid", "created"]
+    list_display = ["name", "monthly_budget", "prepaid", "suspended", "created"]
+    list_filter = ["suspended", "prepaid"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+    fields = ["name", "monthly_budget", "prepaid", "suspended", "alert_thresholds", "webhook_url", "created"]
+    # The webhook URL is set in the portal or the API, which show its new secret once.
+    readonly_fields = ["webhook_url", "created"]
 
 
 @admin.register(Membership)
@@ -74,3 +78,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset.filter(revoked_at__isnull=True):
             revoke_key(key)
         self.message_user(request, "Revoked.")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    list_display = ["created", "actor_label", "source", "action", "target", "team", "ip"]
+    list_filter = ["source", "action", "team"]
+    search_fields = ["actor_label", "target", "action", "team__name"]
+    date_hierarchy = "created"
+    list_select_related = ["team"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

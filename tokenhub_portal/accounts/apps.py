@@ -6,3 +6,6 @@ class AccountsConfig(AppConfig):
 
     name = "tokenhub_portal.accounts"
     label = "accounts"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401  (audit entries, the gateway change counter)

@@ -4,6 +4,7 @@ The tables keep the names they were created with (the models moved here from the
 `tokenhub_portal` and `proxy` apps without moving any data)."""
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
@@ -56,9 +57,13 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.user} in {self.team} ({self.role})"
 
+    # True on the stand-in membership a staff user gets while viewing another team's
+    # portal (never saved): read-only, whatever the role says.
+    operator_view = False
+
     @property
     def can_manage(self) -> bool:
-        return self.role in (self.Role.OWNER, self.Role.ADMIN)
+        return not self.operator_view and self.role in (self.Role.OWNER, self.Role.ADMIN)
 
 
 class Invitation(models.Model):
@@ -164,3 +169,50 @@ class ApiKey(models.Model):
     @property
     def limit_period(self) -> str:
         return self.limit_reset or self.LimitReset.MONTHLY
+
+class ConfigVersion(models.Model):
+    """A value moved after every committed change a gateway process caches (keys, teams,
+    credits, the model/price table). Without Redis to push changes, each gateway process
+    reads this one row every second and drops its caches when it moved."""
+
+    name = models.CharField(max_length=50, unique=True)
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.version}"
+
+
+class AuditEntry(models.Model):
+    """Who changed what, when and from where: keys, limits, budgets, credits, prices and
+    team status. Written by signal handlers, so every path (portal, API, admin, commands)
+    is covered; never edited."""
+
+    class Source(models.TextChoices):
+        PORTAL = "portal", "Portal"
+        API = "api", "API"
+        ADMIN = "admin", "Admin"
+        COMMAND = "command", "Command"
+        SYSTEM = "system", "System"
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                              related_name="+")
+    # Who, in words: a username, a management key's prefix, the command that ran.
+    actor_label = models.CharField(max_length=150, blank=True)
+    team = models.ForeignKey(Team, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries")
+    action = models.CharField(max_length=40)
+    target_type = models.CharField(max_length=40)
+    target_id = models.CharField(max_length=64, blank=True)
+    target = models.CharField(max_length=200, blank=True, help_text="what was changed, in words")
+    before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.SYSTEM)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["team", "-created"], name="audit_team_created")]
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M} {self.actor_label or 'system'} {self.action} {self.target}"

@@ -106,6 +106,8 @@ def set_team_budget(team: Team, monthly_budget: Decimal | None, *, prepaid: bool
     Every gateway process applies it at once (see proxy.signals and accounts.changes)."""
     if monthly_budget is not None and (not monthly_budget.is_finite() or monthly_budget < 0):
         raise ValueError("the budget must be zero or more USD")
+    if monthly_budget is not None and monthly_budget != monthly_budget.quantize(Decimal("0.01")):
+        raise ValueError("the budget is in whole cents")
     team.monthly_budget = monthly_budget
     fields = ["monthly_budget"]
     if prepaid is not None:
@@ -165,3 +167,14 @@ def update_team_alerts(team: Team, *, thresholds=None, webhook_url: str | None =
     if fields:
         team.save(update_fields=fields)
     return secret or None
+
+
+def rotate_webhook_secret(team: Team) -> str:
+    """A fresh signing secret for the team's webhook, returned once."""
+    from .webhooks import new_secret
+
+    if not team.webhook_url:
+        raise ValueError("the team has no webhook URL")
+    team.webhook_secret = new_secret()
+    team.save(update_fields=["webhook_secret"])
+    return team.webhook_secret

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing.selectors import credit_balance
 from billing.services import add_credit
-from tokenhub_portal.accounts.models import Team
+from tokenhub_portal.accounts.audit import audit_context
+from tokenhub_portal.accounts.models import AuditEntry, Team
 
 
 class Command(BaseCommand):
@@ -24,13 +25,14 @@ class Command(BaseCommand):
         team = Team.objects.filter(name=opts["team"]).first()
         if team is None:
             raise CommandError(f"no team named {opts['team']!r}")
-        try:
-            add_credit(team, amount, note=opts["note"])
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        if opts["prepaid"] and not team.prepaid:
-            team.prepaid = True
-            team.save(update_fields=["prepaid"])
+        with audit_context(AuditEntry.Source.COMMAND, label="manage.py add_credit"):
+            try:
+                add_credit(team, amount, note=opts["note"])
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+            if opts["prepaid"] and not team.prepaid:
+                team.prepaid = True
+                team.save(update_fields=["prepaid"])
         balance = credit_balance(team.pk)
         self.stdout.write(f"Team {team.name}: {amount:+} USD; balance now {balance.normalize():f} USD"
                           + ("" if team.prepaid else " (team is not prepaid: use --prepaid to enforce it)"))

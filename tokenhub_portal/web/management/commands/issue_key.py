@@ -4,7 +4,8 @@ from decimal import Decimal, InvalidOperation
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.months import billing_tz
-from tokenhub_portal.accounts.models import ApiKey, Team
+from tokenhub_portal.accounts.audit import audit_context
+from tokenhub_portal.accounts.models import ApiKey, AuditEntry, Team
 from tokenhub_portal.accounts.services import KeyOperationError
 from tokenhub_portal.web.services import issue_key
 
@@ -52,16 +53,17 @@ class Command(BaseCommand):
         management = opts["management"] or opts["operator"]
         if management and (limit is not None or opts["limit_reset"] or opts["rpm"] or opts["tpm"] or opts["models"]):
             raise CommandError("management keys cannot call models: limits, rates and models do not apply")
-        team, created = (None, False) if opts["operator"] else Team.objects.get_or_create(name=opts["team"])
         models = [m.strip() for m in (opts["models"] or "").split(",") if m.strip()]
-        try:
-            issued = issue_key(
-                team, name=opts["name"], monthly_limit=limit, limit_reset=opts["limit_reset"], rpm=opts["rpm"],
-                tpm=opts["tpm"], models=models, expires_at=expires,
-                kind=ApiKey.Kind.MANAGEMENT if management else ApiKey.Kind.INFERENCE,
-            )
-        except KeyOperationError as exc:
-            raise CommandError(str(exc)) from None
+        with audit_context(AuditEntry.Source.COMMAND, label="manage.py issue_key"):
+            team, created = (None, False) if opts["operator"] else Team.objects.get_or_create(name=opts["team"])
+            try:
+                issued = issue_key(
+                    team, name=opts["name"], monthly_limit=limit, limit_reset=opts["limit_reset"], rpm=opts["rpm"],
+                    tpm=opts["tpm"], models=models, expires_at=expires,
+                    kind=ApiKey.Kind.MANAGEMENT if management else ApiKey.Kind.INFERENCE,
+                )
+            except KeyOperationError as exc:
+                raise CommandError(str(exc)) from None
         if created:
             self.stdout.write(f"Created team {team.name}")
         if opts["operator"]:

@@ -1,5 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from tokenhub_portal.accounts.audit import audit_context
+from tokenhub_portal.accounts.models import AuditEntry
 from tokenhub_portal.accounts.services import KeyOperationError, find_key, revoke_key
 
 
@@ -14,5 +16,6 @@ class Command(BaseCommand):
             key = find_key(opts["key_or_prefix"].strip())
         except KeyOperationError as exc:
             raise CommandError(str(exc)) from None
-        revoke_key(key)
+        with audit_context(AuditEntry.Source.COMMAND, label="manage.py revoke_key"):
+            revoke_key(key)
         self.stdout.write(f"Revoked {key.prefix}… ({key.name or 'unnamed'}) of team {key.team.name}")
