@@ -1,9 +1,10 @@
 """API-key authentication for the gateway, cached per process.
 
 A lookup costs one indexed query the first time a key is seen, then nothing for
-KEY_CACHE_SECONDS. Revocations are published on Redis and every gateway process drops
-the key at once (proxy/changes.py); the TTL only bounds staleness if such a message is
-ever missed.
+KEY_CACHE_SECONDS. Changes (revocation, expiry, limits, a team's budget or suspension)
+reach every gateway process at once through Redis, or within a second through the
+change counter without it (proxy/changes.py); the TTL only bounds staleness if such a
+message is ever missed.
 """
 from __future__ import annotations
 

@@ -1,6 +1,12 @@
-"""Edits made anywhere (admin, portal, management commands) reach every gateway process:
-the change is published on Redis and each process's listener drops what it cached.
-Without Redis there is only one process to tell, and the TTLs cover management commands."""
+"""Edits made anywhere (admin, portal, management commands) reach every gateway process.
+
+With Redis the change is published and each process's listener drops what it cached, at
+once. Without Redis (`make run`: one gateway process, but the admin, commands and other
+processes write to the same database) each process reads the change counter
+(tokenhub_portal.accounts.changes) every CHANGE_POLL_MS — one single-row query, not one
+per request — and when it moved drops its keys, its catalog and its in-process limit
+counters, so a revocation, suspension, limit edit or top-up applies within about a
+second."""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +16,11 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from tokenhub_portal.accounts import changes as change_counter
+
 from .auth import ALL_KEYS, KeyCache
 from .catalog import CatalogCache
+from .limits import LimitStore
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +62,30 @@ async def listen(keys: KeyCache, catalog: CatalogCache) -> None:
             await asyncio.sleep(1)
         finally:
             await client.aclose()
+
+
+async def poll(keys: KeyCache, catalog: CatalogCache, limits: LimitStore) -> None:
+    """Without Redis: follow the change counter (a Runtime task)."""
+    seen = None
+    while True:
+        try:
+            version = await change_counter.acurrent()
+            if seen is not None and version != seen:
+                _drop_everything(keys, catalog, limits)
+            seen = version
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database is away: what we cached may be stale once it is back
+            log.warning("could not read the change counter; retrying", exc_info=True)
+            if seen is not None:
+                _drop_everything(keys, catalog, limits)
+            seen = None
+        await asyncio.sleep(settings.CHANGE_POLL_SECONDS)
+
+
+def _drop_everything(keys: KeyCache, catalog: CatalogCache, limits: LimitStore) -> None:
+    """The counter says something changed, not what: every key, the model/price table and
+    the money counters (rebuilt from the ledger at their next use)."""
+    keys.forget()
+    catalog.invalidate()
+    limits.forget_local_counters()

@@ -37,11 +37,13 @@ class Runtime:
         self._listener: asyncio.Task | None = None
 
     def start(self) -> None:
-        """Start the background tasks (on the running loop). The listener needs Redis:
-        without it there is only one process to tell."""
+        """Start the background tasks (on the running loop): the change listener (Redis) or
+        the change-counter poll (without Redis), and the reaper."""
         loop = asyncio.get_running_loop()
         if settings.REDIS_URL:
             self._listener = loop.create_task(changes.listen(self.keys, self.catalog))
+        else:
+            self._listener = loop.create_task(changes.poll(self.keys, self.catalog, self.limits))
         self._reaper = loop.create_task(self._reap_forever())
 
     async def close(self) -> None:

@@ -49,6 +49,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "tokenhub_portal.web.middleware.AuditContextMiddleware",  # who did it, for the audit log
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -86,6 +87,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_url("REDIS_URL", None, ("redis", "rediss"))  # what both Celery and redis-py accept
+# The budget alerts' running totals (billing.alerts) are shared by every Celery worker
+# through the cache; without Redis there is one process and its memory will do.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 
 # Celery: without a broker, tasks run in-process so `make run` needs nothing else.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -152,6 +157,9 @@ RESPONSES_RETENTION_DAYS = env_int("RESPONSES_RETENTION_DAYS", 30, minimum=1)
 # Seconds a key lookup stays cached in a gateway process (revocations are pushed
 # through Redis immediately; this bounds staleness if a message is missed).
 KEY_CACHE_SECONDS = env_int("KEY_CACHE_SECONDS", 30, minimum=0)
+# Without Redis, each gateway process checks the database's change counter this often, so
+# a revocation, suspension or limit edit made by another process applies within ~1 s.
+CHANGE_POLL_SECONDS = env_int("CHANGE_POLL_MS", 1000, minimum=50) / 1000
 # /metrics answers staff sessions, or `Authorization: Bearer <METRICS_TOKEN>` (Prometheus).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 # Running requests renew their reservations every 30 s, so this only bounds how long a dead
@@ -184,6 +192,8 @@ CELERY_BEAT_SCHEDULE.update({
     # The 1st and 2nd: last month is closed by then whatever BILLING_TIME_ZONE is.
     "monthly-statements": {"task": "billing.tasks.generate_monthly_statements",
                            "schedule": crontab(minute=20, hour="*/6", day_of_month="1,2")},
+    # Budget alerts a lost task or a broker outage left undelivered.
+    "deliver-due-alerts": {"task": "billing.tasks.deliver_due_alerts", "schedule": 30.0},
 })
 
 # --- Management API (Django REST framework, issue 12) ----------------------------------------

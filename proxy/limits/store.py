@@ -45,6 +45,21 @@ class LimitStore:
                 self.scripts[name] = self._redis.register_script(source)
         return self._redis
 
+    def forget_local_counters(self) -> None:
+        """Without Redis: drop every money counter of this process's fake store, so the next
+        request rebuilds them from the ledger (another process changed limits or credits).
+        The version bump makes a rebuild in flight re-read, as `ledger_changed` does."""
+        if self._fake_server is None:
+            return
+        import fakeredis  # only without Redis, as above
+
+        client = fakeredis.FakeRedis(server=self._fake_server)
+        for pattern in ("th:*:spent", "th:credit:*:balance"):
+            for key in client.scan_iter(match=pattern):
+                prefix = key.decode().rsplit(":", 1)[0]
+                client.incr(prefix + ":ver")
+                client.delete(key)
+
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
