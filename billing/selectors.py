@@ -3,18 +3,22 @@
 gateway's limit counters."""
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
+from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
 
-from .models import Charge, CreditEntry, Model, Price, RequestRecord, UsageRollup
+from .models import Charge, CreditEntry, Model, Price, RequestRecord, RollupState, UsageRollup
 from .months import PERIODS, billing_tz, current_month, limit_window, month_start, window_bounds
 from .pricing import compute_cost, in_force, to_units
 from .rollups import HOUR, ledger_aggregates, rollup_aggregates, summed, summed_total
+from .rollups import OVERLAP as ROLLUP_OVERLAP
+from .rollups import STATE_NAME as ROLLUP_STATE
 from .tokens import COLUMNS
 
 # --- the price in force ----------------------------------------------------------------------
@@ -47,50 +51,86 @@ def charge_amount(record: RequestRecord, price: Price | None) -> Decimal:
 # --- money figures: spend and balance, as every page and endpoint shows them -----------------
 
 SUMS = ("requests", "errors", *COLUMNS, "cost")
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def live_cutoff(now: datetime) -> datetime:
-    """Roll-ups are trusted for hours before this (the beat folds charges every minute);
-    later charges are read from the ledger (a small indexed range)."""
-    return now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) - HOUR
+    """Roll-ups are trusted for hours before this; later charges are read from the ledger
+    (a small indexed range). The beat folds charges every minute, so that is normally the
+    hour before this one; when the roll-ups are behind (beat stopped, or never ran) their
+    watermark says how far they got, and the ledger is read from there."""
+    watermark = RollupState.objects.filter(name=ROLLUP_STATE).values_list("watermark", flat=True).first()
+    if watermark is None:
+        return EPOCH
+    return min(_hour(now) - HOUR, _hour(watermark - ROLLUP_OVERLAP))
+
+
+def _hour(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@contextlib.contextmanager
+def one_snapshot():
+    """PostgreSQL: the enclosed reads see one snapshot (REPEATABLE READ, read only), so a
+    request priced between two of them is counted exactly once. Elsewhere (SQLite, whose
+    transactions would take the write lock), or inside a transaction already, as they are."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield
 
 
 def usage(group: Sequence[str] = (), *, start: datetime | None = None, end: datetime | None = None,
-          now: datetime | None = None, **owner) -> list[dict]:
+          now: datetime | None = None, pending: bool = True, **owner) -> list[dict]:
     """Requests, errors, tokens by class and cost of one team or key (`team_id=`,
-    `api_key_id=`, or several: `team_id__in=`...) in [start, end), grouped by `group`
-    ("model_id", "api_key_id", "team_id", "month", "day" — both in the billing time zone —
-    or "end_user"): the roll-ups for hours before live_cutoff(now), charges since, and
-    finished requests still being priced, at the price in force. Each source holds a
-    request at most once, so nothing counts twice; the dashboard, /key, the keys page,
-    reports and the management API all read their figures here, so they agree. Roll-ups
-    do not keep the end user: grouped by it, every hour is read from the charges."""
+    `api_key_id=`, or several: `team_id__in=`...; none: every team) in [start, end),
+    grouped by `group` ("model_id", "api_key_id", "team_id", "month", "day" — both in the
+    billing time zone — or "end_user"): the roll-ups for hours before live_cutoff(now),
+    charges since, and finished requests still being priced, at the price in force
+    (`pending=False`: settled spend only, as budget alerts count it). Each source holds a
+    request at most once, and on PostgreSQL they are read in one snapshot, so nothing
+    counts twice or is missed; the dashboard, /key, the keys page, reports, the management
+    API, the operator console and budget alerts all read their figures here, so they
+    agree. Roll-ups do not keep the end user: grouped by it, every hour is read from the
+    charges."""
     now = now or timezone.now()
     rows: dict[tuple, dict] = {}
-    if "end_user" in group:
-        since = start
-    else:
-        cutoff = live_cutoff(now)
-        rolled = UsageRollup.objects.filter(**owner, hour__lt=cutoff if end is None else min(cutoff, end))
-        if start is not None:
-            rolled = rolled.filter(hour__gte=start)
-        _fold(rows, group, _sums(_labelled(rolled, "hour", group), group, rollup_aggregates(), "cost"))
-        since = cutoff if start is None else max(start, cutoff)
-    if end is None or since is None or since < end:
-        live = Charge.objects.filter(**owner)
-        if since is not None:
-            live = live.filter(occurred_at__gte=since)
-        if end is not None:
-            live = live.filter(occurred_at__lt=end)
-        _fold(rows, group, _sums(_labelled(live, "occurred_at", group), group, ledger_aggregates(), "amount"))
-    # Read after the charges: a request priced in between is missed for a moment, never counted twice.
-    pending = RequestRecord.objects.filter(**owner, priced_at__isnull=True)
-    if start is not None:
-        pending = pending.filter(created__gte=start)
-    if end is not None:
-        pending = pending.filter(created__lt=end)
-    _fold(rows, group, _pending_rows(pending, group))
+    with one_snapshot():
+        if "end_user" in group:
+            since = start
+        else:
+            cutoff = live_cutoff(now)
+            if start is None or start < cutoff:
+                rolled = UsageRollup.objects.filter(**owner, hour__lt=cutoff if end is None else min(cutoff, end))
+                if start is not None:
+                    rolled = rolled.filter(hour__gte=start)
+                _fold(rows, group, _sums(_labelled(rolled, "hour", group), group, rollup_aggregates(), "cost"))
+            since = cutoff if start is None else max(start, cutoff)
+        if end is None or since is None or since < end:
+            live = Charge.objects.filter(**owner)
+            if since is not None:
+                live = live.filter(occurred_at__gte=since)
+            if end is not None:
+                live = live.filter(occurred_at__lt=end)
+            _fold(rows, group, _sums(_labelled(live, "occurred_at", group), group, ledger_aggregates(), "amount"))
+        if pending:
+            # Read after the charges: without one snapshot (SQLite) a request priced in
+            # between is missed for a moment, never counted twice.
+            records = RequestRecord.objects.filter(**owner, priced_at__isnull=True)
+            if start is not None:
+                records = records.filter(created__gte=start)
+            if end is not None:
+                records = records.filter(created__lt=end)
+            _fold(rows, group, _pending_rows(records, group))
     return list(rows.values())
+
+
+def usage_by(field: str, **kwargs) -> dict:
+    """{value of `field`: its totals}, e.g. usage_by("api_key_id", team_id=…, start=…)."""
+    return {row[field]: row for row in usage([field], **kwargs)}
 
 
 def usage_total(**kwargs) -> dict:

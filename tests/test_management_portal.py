@@ -48,7 +48,7 @@ def test_keys_page_shows_the_limit_window(seeded, make_key, make_record):
     charge_request(make_record(issued, created=datetime.now(UTC), input_tokens=1000).pk)  # $0.003 today
     page = member(Team.objects.get(name="acme"), "member").get("/keys/").content.decode()
     row = page[page.index('data-prefix="' + issued.api_key.prefix):]
-    row = row[:row.index("</tr>")]
+    row = re.sub(r"<[^>]+>", "", row[:row.index("</tr>")])  # amounts carry their exact value as a tooltip
     assert "/day" in row and "$0.003 used" in row and "resets " in row
 
 

@@ -1,6 +1,7 @@
 """`make run`: everything a newcomer needs in one command."""
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +12,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from tokenhub_portal.accounts.models import ApiKey, Membership, Team
+from tokenhub_portal.accounts.audit import audit_context
+from tokenhub_portal.accounts.models import ApiKey, AuditEntry, Membership, Team
 from tokenhub_portal.web.services import issue_key
 
 SIMULATOR_PORT = 8081
@@ -27,7 +29,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         call_command("migrate", verbosity=0)
-        self.bootstrap_demo()
+        with audit_context(AuditEntry.Source.COMMAND, label="manage.py serve"):
+            self.bootstrap_demo()
         env = dict(os.environ)
         simulator = None
         if not settings.ANTHROPIC_API_KEY:
@@ -40,16 +43,35 @@ class Command(BaseCommand):
                 f"!! at {env['ANTHROPIC_BASE_URL']}. Answers are fake. Set ANTHROPIC_API_KEY for Claude.\n{banner}"
             ))
         self.stdout.write(f"Gateway: http://{opts['host']}:{opts['port']}/api/v1   Admin: http://{opts['host']}:{opts['port']}/admin/")
+        beat = None
+        if not settings.REDIS_URL:
+            # No broker: run Celery beat's schedule in this process (pricing, roll-ups, alerts,
+            # statements), so dashboards, reports and alerts work with nothing else running.
+            from tokenhub_portal.celery import app as celery_app
+            from tokenhub_portal.web.beat import InProcessBeat
+
+            beat = InProcessBeat(celery_app)
+            beat.start()
+            self.stdout.write(f"Periodic tasks run in-process: {', '.join(beat.schedule)}")
+        else:
+            self.stdout.write("REDIS_URL is set: run `celery -A tokenhub_portal worker --beat` for pricing, "
+                              "roll-ups, alerts and statements.")
         command = [
             sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", opts["host"],
             "--port", str(opts["port"]), "--workers", str(opts["workers"]), "--loop", "uvloop",
             "--http", "httptools", "--no-access-log",
         ]
+        server = subprocess.Popen(command, env=env)
+        # `kill`/systemd/docker stop the server too, not only this process (Ctrl-C already
+        # reaches the whole foreground process group).
+        signal.signal(signal.SIGTERM, lambda *_: server.terminate())
         try:
-            subprocess.run(command, env=env, check=False)
+            server.wait()
         except KeyboardInterrupt:
-            pass
+            server.wait()
         finally:
+            if beat is not None:
+                beat.stop()
             if simulator is not None:
                 simulator.terminate()
                 simulator.wait(timeout=10)
