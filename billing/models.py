@@ -130,6 +130,9 @@ class RequestRecord(models.Model):
             models.Index(fields=["team", "-created"], name="req_team_created"),
             models.Index(fields=["api_key", "-created"], name="req_key_created"),
             models.Index(fields=["created"], condition=models.Q(priced_at__isnull=True), name="req_unpriced"),
+            # The request log's end-user filter (only rows that name one are indexed).
+            models.Index(fields=["team", "end_user", "-created"], condition=~models.Q(end_user=""),
+                         name="req_team_user_created"),
         ]
 
     def __str__(self) -> str:
@@ -164,6 +167,8 @@ class Charge(models.Model):
         indexes = [
             models.Index(fields=["team", "occurred_at"], name="charge_team_time"),
             models.Index(fields=["api_key", "occurred_at"], name="charge_key_time"),
+            # The live tail across all teams (operator console, roll-up recomputes).
+            models.Index(fields=["occurred_at"], name="charge_time"),
         ]
 
     def __str__(self) -> str:
@@ -274,3 +279,50 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return self.response_id
+class BudgetAlert(models.Model):
+    """One threshold crossing: a key's or team's spend reached `threshold`% of its limit,
+    budget or prepaid credit in one period (or, at 100%, a request was refused for lack
+    of it). The unique constraint is the guard against telling anyone twice: whoever
+    inserts the row sends the e-mail and the webhook; everyone else gets IntegrityError.
+    Delivery state is kept here so a retry never repeats a delivery that succeeded."""
+
+    class Scope(models.TextChoices):
+        TEAM_BUDGET = "team_budget", "Team monthly budget"
+        CREDIT = "credit", "Prepaid credit"
+        KEY_LIMIT = "key_limit", "Key spend limit"
+
+    class Trigger(models.TextChoices):
+        SPEND = "spend", "Spend reached the threshold"
+        REFUSED = "refused", "A request was refused"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="budget_alerts")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    scope = models.CharField(max_length=12, choices=Scope.choices)
+    owner_id = models.BigIntegerField(help_text="the team's or the key's id")
+    # "2026-05" for monthly limits; "credit-<last credit entry id>" for a prepaid balance
+    # (a top-up starts a new period).
+    period = models.CharField(max_length=40)
+    threshold = models.PositiveSmallIntegerField()
+    trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.SPEND)
+    limit = models.DecimalField(**MONEY)
+    spent = models.DecimalField(**MONEY)
+    payload = models.JSONField(help_text="the webhook body (its raw bytes are what is signed)")
+    created = models.DateTimeField(auto_now_add=True)
+    email_sent_at = models.DateTimeField(null=True, blank=True)
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="failed delivery attempts")
+    last_error = models.CharField(max_length=300, blank=True)
+    # A delivery holds this lease while it sends, so two workers never send the same alert.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # Set while something is left to deliver: when the next attempt is due.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [models.UniqueConstraint(fields=["scope", "owner_id", "period", "threshold"],
+                                               name="unique_alert_crossing")]
+        indexes = [models.Index(fields=["next_attempt_at"], condition=models.Q(next_attempt_at__isnull=False),
+                                name="alert_pending_delivery")]
+
+    def __str__(self) -> str:
+        return f"{self.team_id} {self.scope}:{self.owner_id} {self.period} {self.threshold}%"

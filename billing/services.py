@@ -37,10 +37,11 @@ def charge_request(record_id: int) -> Charge:
         return charge
 
 
-def price_pending(limit: int = 500) -> int:
+def price_pending(limit: int = 500, seen=None) -> int:
     """Price a batch of finished, unpriced requests. Rows are claimed with SKIP LOCKED, so
     runs that overlap split the work instead of repeating it, and the unique charge per
-    request makes a repeat harmless anyway. Returns how many were priced."""
+    request makes a repeat harmless anyway. Returns how many were priced; `seen` (a
+    billing.alerts.Priced) is told about each record, for the budget alerts."""
     with transaction.atomic():
         records = list(
             RequestRecord.objects.select_for_update(skip_locked=True)
@@ -51,9 +52,13 @@ def price_pending(limit: int = 500) -> int:
         ids = [r.pk for r in records]
         charged = set(Charge.objects.filter(request_id__in=ids).values_list("request_id", flat=True))
         prices = PriceBook({r.model_id for r in records if r.model_id})
-        Charge.objects.bulk_create([_new_charge(r, prices.at(r.model_id, r.created)) for r in records
-                                    if r.pk not in charged])
+        new = [_new_charge(r, prices.at(r.model_id, r.created)) for r in records if r.pk not in charged]
+        Charge.objects.bulk_create(new)
         RequestRecord.objects.filter(pk__in=ids).update(priced_at=timezone.now())
+    if seen is not None:
+        amounts = {c.request_id: c.amount for c in new}
+        for record in records:
+            seen.add(record, amounts.get(record.pk, Decimal(0)))
     return len(records)
 
 

@@ -15,3 +15,7 @@ if os.environ.get("TOKENHUB_TEST_CLOCK"):  # gateway subprocesses: a clock the t
     from tests.clock import install
 
     install(os.environ["TOKENHUB_TEST_CLOCK"])
+# Subprocesses (gateway, Celery worker) write their e-mails here, one file per message;
+# the test process itself uses Django's in-memory outbox (pytest-django sets it).
+EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+EMAIL_FILE_PATH = str(BASE_DIR / "var" / "test-mail")
