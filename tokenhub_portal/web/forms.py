@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from billing.models import RequestRecord
 from billing.months import billing_tz
-from tokenhub_portal.accounts.models import ApiKey, Membership
+from tokenhub_portal.accounts.models import ApiKey, AuditEntry, Membership
 
 
 class SignUpForm(UserCreationForm):
@@ -101,6 +101,9 @@ class RequestFilterForm(forms.Form):
     key = forms.ModelChoiceField(queryset=ApiKey.objects.none(), required=False, empty_label="All keys")
     model = forms.ChoiceField(required=False)
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *RequestRecord.Status.choices])
+    api = forms.ChoiceField(required=False, label="API", choices=[("", "Any API"), *RequestRecord.Api.choices])
+    user = forms.CharField(required=False, max_length=256, label="End user",
+                           widget=forms.TextInput(attrs={"placeholder": "the request's user field"}))
     date_from = forms.DateField(required=False, widget=DateInput, label="From")
     date_to = forms.DateField(required=False, widget=DateInput, label="To")
 
@@ -114,5 +117,51 @@ class RequestFilterForm(forms.Form):
         if not self.is_valid():
             return {}
         d = self.cleaned_data
-        return {"api_key": d["key"], "model": d["model"], "status": d["status"], "date_from": d["date_from"],
-                "date_to": d["date_to"]}
+        return {"api_key": d["key"], "model": d["model"], "status": d["status"], "api": d["api"],
+                "end_user": d["user"].strip(), "date_from": d["date_from"], "date_to": d["date_to"]}
+
+
+class AlertSettingsForm(forms.Form):
+    """A team's budget-alert thresholds and webhook (owners/admins)."""
+
+    thresholds = forms.CharField(max_length=100, required=False, label="Alert at (% of a limit)",
+                                 help_text="Comma-separated percentages, e.g. 80, 100. Empty = no alerts.")
+    webhook_url = forms.URLField(max_length=500, required=False, assume_scheme="https", label="Webhook URL",
+                                 help_text="Alerts are also POSTed here, signed (X-TokenHub-Signature). Empty = e-mail only.")
+
+    def clean_thresholds(self):
+        from tokenhub_portal.accounts.services import clean_thresholds
+
+        parts = [p for p in self.cleaned_data["thresholds"].replace(";", ",").split(",") if p.strip()]
+        try:
+            return clean_thresholds(parts)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class CreditForm(forms.Form):
+    amount = forms.DecimalField(max_digits=14, decimal_places=2, label="Amount (USD)",
+                                help_text="Negative for a correction.")
+    note = forms.CharField(max_length=200, required=False)
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        if amount == 0:
+            raise forms.ValidationError("Enter a non-zero amount.")
+        return amount
+
+
+class BudgetForm(forms.Form):
+    monthly_budget = forms.DecimalField(required=False, min_value=Decimal(0), max_digits=12, decimal_places=2,
+                                        label="Monthly budget (USD)", help_text="Empty = no budget.")
+    prepaid = forms.BooleanField(required=False, label="Prepaid (refuse calls once the credit is spent)")
+
+
+class TeamSearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=100, label="Search teams",
+                        widget=forms.TextInput(attrs={"placeholder": "team name", "aria-label": "Search teams"}))
+
+
+class AuditFilterForm(forms.Form):
+    action = forms.CharField(required=False, max_length=40)
+    source = forms.ChoiceField(required=False, choices=[("", "Any source"), *AuditEntry.Source.choices])

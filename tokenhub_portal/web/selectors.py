@@ -9,13 +9,14 @@ from decimal import Decimal
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.models import Charge, Model, MonthlyStatement, RequestRecord, UsageRollup
+from billing.models import BudgetAlert, Charge, Model, MonthlyStatement, RequestRecord, UsageRollup
 from billing.months import billing_tz, current_month, limit_window, month_start, window_bounds
-from billing.rollups import totals_by
 from billing.selectors import credit_balance, live_cutoff, spend_by_period, usage, usage_total
-from tokenhub_portal.accounts.models import ApiKey, Invitation, Membership, Team
+from tokenhub_portal.accounts.models import ApiKey, AuditEntry, Invitation, Membership, Team
 
 SESSION_TEAM = "team_id"
+# A staff user looking at another team's portal pages (read-only), by team id.
+SESSION_OPERATOR_TEAM = "operator_team_id"
 
 
 # --- teams ---------------------------------------------------------------------------------
@@ -27,9 +28,17 @@ def memberships_of(user) -> list[Membership]:
 
 
 def current_membership(user, session) -> Membership | None:
-    """The user's membership for the team selected in the session, else their first."""
+    """The user's membership for the team selected in the session, else their first. A
+    staff user viewing a team from the operator console gets a read-only stand-in."""
     if not user.is_authenticated:
         return None
+    if user.is_staff and session.get(SESSION_OPERATOR_TEAM):
+        team = Team.objects.filter(pk=session[SESSION_OPERATOR_TEAM]).first()
+        if team is not None:
+            stand_in = Membership(team=team, user=user, role=Membership.Role.MEMBER)
+            stand_in.operator_view = True
+            return stand_in
+        session.pop(SESSION_OPERATOR_TEAM, None)
     qs = Membership.objects.filter(user=user).select_related("team", "user")
     wanted = session.get(SESSION_TEAM)
     membership = qs.filter(team_id=wanted).first() if wanted else None
@@ -86,24 +95,39 @@ def dashboard(team: Team, now: datetime | None = None) -> Dashboard:
     )
 
 
-def daily_spend_by_model(team: Team, now: datetime, days: int = 30):
+def last_days(now: datetime, days: int = 30) -> tuple[list[date], datetime]:
+    """The last `days` calendar days in the billing time zone, and when the first began."""
     tz = billing_tz()
     today = now.astimezone(tz).date()
     day_list = [today - timedelta(days=days - 1 - i) for i in range(days)]
-    since = datetime.combine(day_list[0], time.min, tzinfo=tz)
-    rows = totals_by(UsageRollup.objects.filter(team=team, hour__gte=since), ["hour", "model_id"])
-    names = dict(Model.objects.values_list("id", "public_id"))
+    return day_list, datetime.combine(day_list[0], time.min, tzinfo=tz)
+
+
+def daily_series(rows: list[dict], field: str, names: dict, day_list: list[date], label: str = "model"):
+    """Rows grouped by (day, field) → one series of daily values per name, biggest first."""
     index = {d: i for i, d in enumerate(day_list)}
-    per_model: dict[str, list[Decimal]] = {}
+    per_name: dict[str, list[Decimal]] = {}
     for row in rows:
-        i = index.get(row["hour"].astimezone(tz).date())
+        i = index.get(row["day"])
         if i is None:
             continue
-        name = names.get(row["model_id"], "other")
-        per_model.setdefault(name, [Decimal(0)] * days)[i] += row["cost"] or Decimal(0)
-    series = [{"model": m, "values": v, "total": sum(v, Decimal(0))} for m, v in per_model.items()]
-    series.sort(key=lambda s: (-s["total"], s["model"]))
-    return day_list, series, sum((s["total"] for s in series), Decimal(0))
+        name = names.get(row[field], "other")
+        per_name.setdefault(name, [Decimal(0)] * len(day_list))[i] += row["cost"] or Decimal(0)
+    series = [{label: n, "values": v, "total": sum(v, Decimal(0))} for n, v in per_name.items()]
+    series.sort(key=lambda s: (-s["total"], s[label]))
+    return series, sum((s["total"] for s in series), Decimal(0))
+
+
+def model_names() -> dict:
+    return dict(Model.objects.values_list("id", "public_id"))
+
+
+def daily_spend_by_model(team: Team, now: datetime, days: int = 30):
+    """The chart reads the same live figures as the totals: a call made a moment ago has its bar."""
+    day_list, since = last_days(now, days)
+    rows = usage(["day", "model_id"], team_id=team.pk, start=since, now=now)
+    series, total = daily_series(rows, "model_id", model_names(), day_list)
+    return day_list, series, total
 
 
 def top_keys(team: Team, since: datetime, now: datetime, limit: int = 5) -> list[dict]:
@@ -179,12 +203,17 @@ def decode_cursor(text: str) -> tuple[datetime, int] | None:
 
 
 def request_log(team: Team, *, api_key: ApiKey | None = None, model: str = "", status: str = "",
-                date_from: date | None = None, date_to: date | None = None, cursor: str = "",
-                page_size: int = 50) -> LogPage:
-    """Keyset paging on the (team, -created) index: no OFFSET, no COUNT(*)."""
+                api: str = "", end_user: str = "", date_from: date | None = None, date_to: date | None = None,
+                cursor: str = "", page_size: int = 50) -> LogPage:
+    """Keyset paging on the (team, -created) index — or (team, end_user, -created) when
+    filtering by end user: no OFFSET, no COUNT(*)."""
     qs = RequestRecord.objects.filter(team=team)
     if api_key is not None:
         qs = qs.filter(api_key=api_key)
+    if api:
+        qs = qs.filter(api=api)
+    if end_user:
+        qs = qs.filter(end_user=end_user)
     if model:
         qs = qs.filter(model__public_id=model)
     if status:
@@ -229,3 +258,34 @@ def monthly_totals(team: Team, limit: int = 24) -> list[dict]:
     for row in out:
         row["statement"] = stored.get(row["month"])
     return out
+
+
+# --- audit log and alerts ----------------------------------------------------------------------
+
+@dataclass
+class AuditPage:
+    entries: list[AuditEntry]
+    next_cursor: str | None
+
+
+def audit_log(team: Team | None, *, action: str = "", source: str = "", cursor: str = "",
+              page_size: int = 50) -> AuditPage:
+    """A team's audit entries (team admins), or everyone's with team=None (staff only:
+    callers check). Keyset paging, newest first."""
+    qs = AuditEntry.objects.all() if team is None else AuditEntry.objects.filter(team=team)
+    if action:
+        qs = qs.filter(action__startswith=action)
+    if source:
+        qs = qs.filter(source=source)
+    position = decode_cursor(cursor) if cursor else None
+    if position is not None:
+        created, pk = position
+        qs = qs.filter(Q(created__lt=created) | Q(created=created, id__lt=pk))
+    entries = list(qs.select_related("team").order_by("-created", "-id")[: page_size + 1])
+    more = len(entries) > page_size
+    entries = entries[:page_size]
+    return AuditPage(entries, encode_cursor(entries[-1]) if more and entries else None)
+
+
+def recent_alerts(team: Team, limit: int = 10) -> list[BudgetAlert]:
+    return list(BudgetAlert.objects.filter(team=team).select_related("api_key").order_by("-created")[:limit])

@@ -1,10 +1,12 @@
-"""Portal write operations: sign-up, teams, invitations, keys. Views stay thin and call
-these; every function that acts for a team takes the caller's Membership and checks the
-role itself, so no caller can forget it."""
+"""Portal write operations: sign-up, teams, invitations, keys, alert settings, and the
+operators' actions. Views stay thin and call these; every function that acts for a team
+takes the caller's Membership (or, for operators, the user) and checks the role itself,
+so no caller can forget it."""
 from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -14,8 +16,19 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.selectors import canonical_model_ids
+from billing.services import add_credit
 from tokenhub_portal.accounts.models import ApiKey, Invitation, Membership, Team
-from tokenhub_portal.accounts.services import IssuedKey, KeyOperationError, create_key, revoke_key, update_key
+from tokenhub_portal.accounts.services import (
+    IssuedKey,
+    KeyOperationError,
+    create_key,
+    revoke_key,
+    rotate_webhook_secret,
+    set_team_budget,
+    set_team_suspended,
+    update_key,
+    update_team_alerts,
+)
 
 
 class InvitationError(ValueError):
@@ -149,3 +162,37 @@ def revoke_team_key(membership: Membership, key_id: int) -> ApiKey:
     api_key = ApiKey.objects.get(pk=key_id, team=membership.team)  # another team's key → DoesNotExist
     return revoke_key(api_key)
 
+
+# --- team alert settings (owners/admins) --------------------------------------------------
+
+def update_alert_settings(membership: Membership, *, thresholds: list[int], webhook_url: str) -> str | None:
+    """Returns the webhook's new signing secret when the URL changed (shown once)."""
+    _require_manager(membership)
+    return update_team_alerts(membership.team, thresholds=thresholds, webhook_url=webhook_url)
+
+
+def rotate_team_webhook_secret(membership: Membership) -> str:
+    _require_manager(membership)
+    return rotate_webhook_secret(membership.team)
+
+
+# --- operators (staff) ----------------------------------------------------------------------
+
+def _require_staff(user) -> None:
+    if not (user.is_authenticated and user.is_staff):
+        raise PermissionDenied("operators only")
+
+
+def operator_add_credit(user, team: Team, amount: Decimal, note: str = ""):
+    _require_staff(user)
+    return add_credit(team, amount, note=note, created_by=user)
+
+
+def operator_set_budget(user, team: Team, monthly_budget: Decimal | None, prepaid: bool) -> Team:
+    _require_staff(user)
+    return set_team_budget(team, monthly_budget, prepaid=prepaid)
+
+
+def operator_set_suspended(user, team: Team, suspended: bool) -> Team:
+    _require_staff(user)
+    return set_team_suspended(team, suspended)

@@ -28,9 +28,21 @@ urlpatterns = [
     path("team/new/", views.team_create, name="team_create"),
     path("team/switch/", views.team_switch, name="team_switch"),
     path("team/invite/", views.team_invite, name="team_invite"),
+    path("team/alerts/", views.team_alerts, name="team_alerts"),
+    path("team/webhook/rotate/", views.team_webhook_rotate, name="team_webhook_rotate"),
+    path("team/audit/", views.team_audit, name="team_audit"),
     path("team/invitations/<int:pk>/revoke/", views.invite_revoke, name="invite_revoke"),
     path("invite/<str:token>/", views.invite_accept, name="invite_accept"),
     path("welcome/", views.no_team, name="no_team"),
+    # The operator console (staff).
+    path("operator/", views.operator.console, name="operator"),
+    path("operator/audit/", views.operator.audit, name="operator_audit"),
+    path("operator/leave/", views.operator.leave_team_view, name="operator_leave"),
+    path("operator/teams/<int:pk>/", views.operator.team, name="operator_team"),
+    path("operator/teams/<int:pk>/credit/", views.operator.team_credit, name="operator_team_credit"),
+    path("operator/teams/<int:pk>/budget/", views.operator.team_budget, name="operator_team_budget"),
+    path("operator/teams/<int:pk>/suspend/", views.operator.team_suspend, name="operator_team_suspend"),
+    path("operator/teams/<int:pk>/view/", views.operator.team_view_as, name="operator_team_view"),
 ]
 
 handler404 = "tokenhub_portal.web.api.errors.page_not_found"

@@ -11,9 +11,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from tokenhub_portal.accounts.models import Invitation, Membership
+from tokenhub_portal.accounts.webhooks import WebhookURLError
 
-from .. import services
-from ..forms import InviteForm, SignUpForm, TeamForm
+from .. import selectors, services
+from ..forms import AlertSettingsForm, InviteForm, SignUpForm, TeamForm
 from ..selectors import SESSION_TEAM, current_membership, open_invitations, team_members
 from .base import portal_view
 
@@ -99,13 +100,21 @@ def team_switch(request):
     return redirect(target)
 
 
+def _team_page(request, *, invite_form=None, alerts_form=None, status=200):
+    m = request.membership
+    team = m.team
+    return render(request, "portal/team.html", {
+        "members": team_members(team), "invitations": open_invitations(team) if m.can_manage else [],
+        "invite_form": invite_form or InviteForm(inviter_role=m.role), "create_form": TeamForm(),
+        "alerts_form": alerts_form or AlertSettingsForm(initial={
+            "thresholds": ", ".join(str(t) for t in team.alert_thresholds or []), "webhook_url": team.webhook_url}),
+        "alerts": selectors.recent_alerts(team) if m.can_manage else [],
+    }, status=status)
+
+
 @portal_view()
 def team(request):
-    m = request.membership
-    return render(request, "portal/team.html", {
-        "members": team_members(m.team), "invitations": open_invitations(m.team) if m.can_manage else [],
-        "invite_form": InviteForm(inviter_role=m.role), "create_form": TeamForm(),
-    })
+    return _team_page(request)
 
 
 @require_POST
@@ -119,10 +128,51 @@ def team_invite(request):
             accept_url=lambda token: request.build_absolute_uri(reverse("invite_accept", args=[token])))
         messages.success(request, f"Invitation sent to {invitation.email}.")
         return redirect("team")
-    return render(request, "portal/team.html", {
-        "members": team_members(m.team), "invitations": open_invitations(m.team), "invite_form": form,
-        "create_form": TeamForm(),
-    }, status=400)
+    return _team_page(request, invite_form=form, status=400)
+
+
+def _show_secret(request, secret: str):
+    """The webhook's signing secret on a page of its own, once (never in a flash message,
+    which travels in a cookie or the session table)."""
+    response = render(request, "portal/webhook_secret.html", {"secret": secret})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+@portal_view(manage=True)
+def team_alerts(request):
+    form = AlertSettingsForm(request.POST)
+    if form.is_valid():
+        try:
+            secret = services.update_alert_settings(request.membership, thresholds=form.cleaned_data["thresholds"],
+                                                    webhook_url=form.cleaned_data["webhook_url"])
+        except WebhookURLError as exc:
+            form.add_error("webhook_url", str(exc))
+        else:
+            if secret:
+                return _show_secret(request, secret)
+            messages.success(request, "Alert settings saved.")
+            return redirect("team")
+    return _team_page(request, alerts_form=form, status=400)
+
+
+@require_POST
+@portal_view(manage=True)
+def team_webhook_rotate(request):
+    try:
+        secret = services.rotate_team_webhook_secret(request.membership)
+    except ValueError:
+        messages.error(request, "Set a webhook URL first.")
+        return redirect("team")
+    return _show_secret(request, secret)
+
+
+@portal_view(manage=True)
+def team_audit(request):
+    """The team's audit log: who changed its keys, limits, budget, credit and status."""
+    page = selectors.audit_log(request.membership.team, cursor=request.GET.get("cursor", ""))
+    return render(request, "portal/audit.html", {"page": page, "paged": bool(request.GET.get("cursor"))})
 
 
 @require_POST

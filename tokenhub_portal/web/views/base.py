@@ -18,7 +18,8 @@ def portal_view(manage: bool = False):
         def wrapper(request, *args, **kwargs):
             membership = current_membership(request.user, request.session)
             if membership is None:
-                return redirect("no_team")
+                # Operators without a team of their own land on the console, not "create a team".
+                return redirect("operator" if request.user.is_staff else "no_team")
             if manage and not membership.can_manage:
                 raise PermissionDenied("Only the team's owners and admins can do this.")
             request.membership = membership
@@ -27,3 +28,15 @@ def portal_view(manage: bool = False):
         return login_required(wrapper)
 
     return decorate
+
+
+def operator_view(view):
+    """Staff only (login required; 403 for everyone else)."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("The operator console is for staff users.")
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
