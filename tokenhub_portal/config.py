@@ -62,3 +62,17 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}")
     return value
+
+
+def proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """`X-Forwarded-Proto` (or `X-Forwarded-Proto: https`) → Django's
+    ("HTTP_X_FORWARDED_PROTO", "https"); unset → None."""
+    raw = env_str(name)
+    if raw is None:
+        return None
+    header, _, value = raw.partition(":")
+    header, value = header.strip(), value.strip() or "https"
+    if not header or not all(c.isalnum() or c in "-_" for c in header):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a header name (e.g. X-Forwarded-Proto)")
+    meta = header.upper().replace("-", "_")
+    return (meta if meta.startswith("HTTP_") else "HTTP_" + meta), value
