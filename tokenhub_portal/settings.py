@@ -1,6 +1,7 @@
 """TokenHub settings: everything comes from the environment (see README 'Configure')."""
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",  # sign-in throttling (portal and admin)
     # Bottom to top: teams and keys, billing, the gateway, the web. `tokenhub_portal`
     # (no models any more) keeps the migrations that created the team tables.
     "tokenhub_portal",
@@ -65,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "tokenhub_portal.web.middleware.AuditContextMiddleware",  # who did it, for the audit log
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a lockout into the lockout page (Django views only)
 ]
 
 ROOT_URLCONF = "tokenhub_portal.web.urls"
@@ -121,6 +124,27 @@ CELERY_BEAT_SCHEDULE = {
     "price-finished-requests": {"task": "billing.tasks.price_finished_requests",
                                 "schedule": PRICING_INTERVAL_SECONDS},
 }
+
+# --- Sign-in throttling (django-axes) ---------------------------------------------------
+# Failed sign-ins (portal and admin: both go through django.contrib.auth) are counted in
+# the database, so every process sees them. After LOGIN_FAILURE_LIMIT failures for one
+# username, or from one client address, sign-in is refused for LOGIN_LOCKOUT_MINUTES; a
+# successful sign-in resets the count. The API (th- keys) does not go through this.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out attempts before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks: per account and per address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# Behind N proxies that append to X-Forwarded-For, the client is the N-th address from the
+# right (what a client writes further left is not trusted). 0: the socket's address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+AXES_CLIENT_IP_CALLABLE = "tokenhub_portal.web.signin.client_ip"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -187,7 +211,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # One line per upstream call is noise at thousands of requests per second.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"},
+                # failures and lockouts are warnings (usernames and addresses masked); the rest is chatter
+                "axes": {"level": "WARNING"}},
 }
 
 # --- Portal, accounts and reports (issue 5) -------------------------------------------------

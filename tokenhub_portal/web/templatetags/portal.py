@@ -25,3 +25,9 @@ def exact(value):
 @register.filter
 def num(value):
     return f"{value:,}" if isinstance(value, int) else value
+
+
+@register.filter
+def minutes(delta) -> int:
+    """A timedelta as whole minutes, rounded up (a lockout's remaining wait)."""
+    return -(-int(delta.total_seconds()) // 60) if delta else 0
