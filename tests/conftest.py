@@ -224,8 +224,11 @@ def simulator_url():
     _stop(proc)
 
 
-def start_gateway(simulator_url: str, workers: int = 1, **env_overrides: str):
-    """The real ASGI app under uvicorn (uvloop/httptools) on the test database."""
+def start_gateway(simulator_url: str, workers: int = 1, *, log_file: Path | None = None,
+                  uvicorn_args: tuple[str, ...] = (), **env_overrides: str):
+    """The real ASGI app under uvicorn (uvloop/httptools) on the test database. With
+    `log_file`, the processes' stdout and stderr go there; `uvicorn_args` come last (they
+    override the defaults, e.g. --log-level debug)."""
     import subprocess
     import sys
 
@@ -234,12 +237,15 @@ def start_gateway(simulator_url: str, workers: int = 1, **env_overrides: str):
                             "ANTHROPIC_MAX_RETRIES": "2", "KEY_CACHE_SECONDS": "30",
                             "METRICS_TOKEN": METRICS_TOKEN, "TOKENHUB_TEST_CLOCK": str(CLOCK_FILE),
                             **env_overrides})
+    output = open(log_file, "ab") if log_file is not None else None  # noqa: SIM115 (the child keeps it)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", "127.0.0.1",
          "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
-         "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env=env,
+         "--no-access-log", "--log-level", "warning", *uvicorn_args],
+        cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
     )
+    if output is not None:
+        output.close()  # the child has its own descriptor
     url = f"http://127.0.0.1:{port}"
     _wait_http(url + "/healthz", proc)
     return url, proc
