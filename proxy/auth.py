@@ -19,10 +19,13 @@ from django.utils import timezone
 from tokenhub_portal.accounts.keys import KEY_PREFIX, hash_key
 from tokenhub_portal.accounts.models import ApiKey
 
+from . import db
 from .errors import GatewayError
 
 ALL_KEYS = "*"
 _NEGATIVE_TTL = 5.0
+STALE_IF_ERROR_SECONDS = 600.0  # how long a known key keeps working while the database is down
+_MAX_CACHED = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +114,17 @@ async def authenticate(keys: KeyCache, headers, *, management: bool = False) -> 
     return info
 
 
+def _load(key_hash: str) -> KeyInfo | None:
+    key = ApiKey.objects.select_related("team").filter(key_hash=key_hash).first()
+    return KeyInfo.from_model(key) if key else None
+
+
 class KeyCache:
     """This process's keys by hash (one per Runtime), the unknown ones briefly too."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
+        # key hash → (fresh until, key, loaded at), in monotonic seconds
+        self._cache: dict[str, tuple[float, KeyInfo | None, float]] = {}
         # Bumped by every invalidation: a lookup that read the database before a revocation
         # arrived must not cache what it read.
         self._generation = 0
@@ -126,16 +135,29 @@ class KeyCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         generation = self._generation
-        key = await ApiKey.objects.select_related("team").filter(key_hash=key_hash).afirst()
-        info = KeyInfo.from_model(key) if key else None
+        try:
+            info = await db.run(_load, key_hash)
+        except db.DatabaseUnavailable:
+            # The database is down: a key this process knew a moment ago stays usable for a
+            # while (nobody can revoke it meanwhile: a revocation is a database write), so
+            # calls keep flowing and their records go to the spool.
+            if hit is not None and hit[1] is not None and now - hit[2] < STALE_IF_ERROR_SECONDS:
+                return hit[1]
+            raise
         ttl = settings.KEY_CACHE_SECONDS if info else _NEGATIVE_TTL
         if ttl and generation == self._generation:  # no invalidation arrived while we read: cacheable
-            self._cache[key_hash] = (now + ttl, info)
+            if len(self._cache) >= _MAX_CACHED:  # random keys must not grow the cache without bound
+                for expired in [h for h, (fresh_until, _, _) in self._cache.items() if fresh_until <= now]:
+                    del self._cache[expired]
+            self._cache[key_hash] = (now + ttl, info, now)
         return info
 
     def forget(self, key_hash: str | None = None) -> None:
         self._generation += 1
         if key_hash is None or key_hash == ALL_KEYS:
-            self._cache.clear()
+            # Expired rather than dropped: read again at next use, but still there to serve if
+            # the database is down at that moment (a change to one key drops that key for good).
+            for cached, (_, info, loaded) in list(self._cache.items()):
+                self._cache[cached] = (0.0, info, loaded)
         else:
             self._cache.pop(key_hash, None)

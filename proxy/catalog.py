@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
-
 from billing.models import Model, Price
 from billing.pricing import in_force
 
+from . import db
 from .errors import GatewayError
 from .modelspec import ModelSpec
 
 CATALOG_SECONDS = 30.0
+CATALOG_RETRY_SECONDS = 1.0  # while the database is down
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +120,16 @@ class CatalogCache:
         now = time.monotonic()
         snapshot = self._snapshot
         if snapshot is None or snapshot[0] <= now:
-            self._snapshot = snapshot = (now + CATALOG_SECONDS, await sync_to_async(load_catalog)())
+            try:
+                self._snapshot = snapshot = (now + CATALOG_SECONDS, await db.run(load_catalog))
+            except db.DatabaseUnavailable:
+                if snapshot is None:
+                    raise
+                # keep serving the table we have while the database is down; look again shortly
+                self._snapshot = snapshot = (now + CATALOG_RETRY_SECONDS, snapshot[1])
         return snapshot[1]
 
     def invalidate(self) -> None:
-        self._snapshot = None
+        """Read the table again at next use (kept meanwhile, in case the database is down then)."""
+        if self._snapshot is not None:
+            self._snapshot = (0.0, self._snapshot[1])

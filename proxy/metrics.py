@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from billing.tokens import KIND_COLUMNS
 
@@ -27,6 +27,9 @@ LATENCY = Histogram("tokenhub_request_seconds", "Time to the end of the response
 TTFT = Histogram("tokenhub_ttft_seconds", "Time to the first content chunk of a stream", ["model"],
                  buckets=LATENCY_BUCKETS)
 UPSTREAM_ERRORS = Counter("tokenhub_upstream_errors", "Errors answered by the upstream API", ["status"])
+# Summed over the live processes: records that answered but wait on local disk for the database.
+SPOOLED = Gauge("tokenhub_spooled_records", "Request records in the local spool, waiting for the database",
+                multiprocess_mode="livesum")
 
 
 def observe(model: str, fields: dict, cost) -> None:
@@ -48,6 +51,10 @@ def observe(model: str, fields: dict, cost) -> None:
 
 def upstream_error(status: int) -> None:
     UPSTREAM_ERRORS.labels(str(status)).inc()
+
+
+def spool_depth(records: int) -> None:
+    SPOOLED.set(records)
 
 
 def exposition() -> bytes:

@@ -1,17 +1,19 @@
-"""Operations endpoints: liveness (no I/O at all) and readiness (database, Redis)."""
+"""Operations endpoints: liveness (no I/O at all) and readiness (database, Redis, spool)."""
 from __future__ import annotations
 
 import asyncio
 import hmac
+import os
+from pathlib import Path
 
 import redis.asyncio as aioredis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse
 
-from . import metrics
+from . import db, metrics
 from .api import json_response
+from .runtime import current
 
 
 async def healthz(request):
@@ -32,9 +34,12 @@ async def _check_redis() -> None:
 
 
 async def readyz(request):
+    """200 when the process can serve calls. With the database down it still can (cached keys
+    and model table; records go to the spool), so that is 200 "degraded", not 503: a load
+    balancer must not take every replica out at once for an outage the spool absorbs."""
     checks = {}
     try:
-        await asyncio.wait_for(sync_to_async(_check_database)(), 2)
+        await asyncio.wait_for(db.run(_check_database), 2)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"
@@ -44,8 +49,22 @@ async def readyz(request):
             checks["redis"] = "ok"
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    spool = {"records": current().writer.spool_depth, "writable": _spool_writable()}
+    if all(v == "ok" for v in checks.values()):
+        status = "ok"
+    elif spool["writable"] and all(v == "ok" for k, v in checks.items() if k != "database"):
+        status = "degraded"
+    else:
+        status = "unavailable"
+    return json_response({"status": status, "checks": checks, "spool": spool},
+                         status=503 if status == "unavailable" else 200)
+
+
+def _spool_writable() -> bool:
+    path = Path(settings.SPOOL_DIR)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK)
 
 
 def metrics_view(request):

@@ -122,6 +122,7 @@ class Call:
     upstream_request_id: str = ""
     ttft_ms: int | None = None
     reservation: limits.Reservation | None = None
+    recorded: bool = False
 
     def __post_init__(self) -> None:
         self.generation_id = self.generation_id or self.protocol.id_prefix + secrets.token_hex(12)
@@ -152,6 +153,7 @@ class Call:
                      output_estimated: bool = False, upstream_model: str | None = None, completion: str = "") -> None:
         """Commit the request record, then settle the reservation (after the commit: a ledger
         rebuild then sees this record)."""
+        self.recorded = True
         usage = usage or Usage()
         plan = self.plan
         fields = dict(
@@ -170,6 +172,10 @@ class Call:
         if settings.STORE_CONTENT and plan is not None:
             fields["prompt"] = plan.payload.get("messages")
             fields["completion"] = _text(completion, len(completion))
+        # shielded: a cancel (the process is stopping) must not part the record from its settle
+        await asyncio.shield(self._commit(fields, status, usage))
+
+    async def _commit(self, fields: dict, status: str, usage: Usage) -> None:
         await self.runtime.writer.write(fields)
         billed = status in ("success", "cancelled")
         billed_cost = self.cost(usage) if billed else None
@@ -193,6 +199,15 @@ def endpoint(protocol: WireProtocol):
         call = Call(key=key, protocol=protocol, runtime=runtime)
         try:
             return await _run(call, request)
+        except asyncio.CancelledError:
+            if call.recorded:
+                raise
+            # The process is stopping and its grace period is over, before anything was sent
+            # (a stream under way ends as a client cancel instead): a retryable 503, recorded.
+            stopping = GatewayError(503, "The gateway is restarting; retry the request.", type="server_error",
+                                    code="gateway_stopping", headers={"Retry-After": "1"})
+            await asyncio.shield(call.record(status="error", http_status=503, error=stopping))
+            return protocol.error_response(stopping, call.headers)
         except Exception as exc:  # every call is recorded, failures too
             error = exc if isinstance(exc, GatewayError) else internal_error()
             if error is not exc:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from billing.models import RequestRecord
@@ -9,7 +8,7 @@ from billing.pricing import format_usd, from_units
 from billing.selectors import credit_balance, month_spend, spend_by_period
 from billing.tokens import KINDS
 
-from . import limits
+from . import db, limits
 from .auth import KeyInfo
 from .runtime import current
 
@@ -29,7 +28,7 @@ async def key_summary(key: KeyInfo) -> dict:
     limit period (the calendar month unless the limit resets daily or weekly);
     `usage_daily/weekly/monthly` that of the current day, ISO week and month."""
     now = timezone.now()
-    spend = (await sync_to_async(spend_by_period)([key.id], now))[key.id]
+    spend = (await db.run(spend_by_period, [key.id], now))[key.id]
     period = key.limit_reset or "monthly"
     usage = spend[period]
     start, end = window_bounds(limit_window(period, now))
@@ -40,12 +39,12 @@ async def key_summary(key: KeyInfo) -> dict:
         remaining = max(key.monthly_limit - usage - (reserved or 0), 0)
     team: dict = {"name": key.team_name, "monthly_budget": _money(key.team_monthly_budget), "prepaid": key.team_prepaid}
     if key.team_monthly_budget is not None:
-        team_spend = await sync_to_async(month_spend)(team_id=key.team_id, now=now)
+        team_spend = await db.run(month_spend, team_id=key.team_id, now=now)
         team_reserved = await _reserved(counters["team"])
         team["usage"] = _money(team_spend)
         team["budget_remaining"] = _money(max(key.team_monthly_budget - team_spend - (team_reserved or 0), 0))
     if key.team_prepaid:
-        balance = await sync_to_async(credit_balance)(key.team_id, now)
+        balance = await db.run(credit_balance, key.team_id, now)
         credit_reserved = await _reserved(counters["credit"])
         team["credit_balance"] = _money(balance)
         team["credit_available"] = _money(max(balance - (credit_reserved or 0), 0))
@@ -72,8 +71,11 @@ async def key_summary(key: KeyInfo) -> dict:
     }
 
 
-@sync_to_async
-def generation_for_team(generation_id: str, team_id: int) -> dict | None:
+async def generation_for_team(generation_id: str, team_id: int) -> dict | None:
+    return await db.run(_generation_for_team, generation_id, team_id)
+
+
+def _generation_for_team(generation_id: str, team_id: int) -> dict | None:
     record = (
         RequestRecord.objects.select_related("charge", "charge__price", "api_key")
         .filter(generation_id=generation_id, team_id=team_id)

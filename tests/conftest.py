@@ -321,6 +321,15 @@ class Live:
         return wait_until(lambda: RequestRecord.objects.filter(generation_id=generation_id).first(), timeout=timeout)
 
 
+def all_priced(timeout: float = 30) -> None:
+    """Price what is unpriced (here, or a Celery worker does) and wait until nothing is left:
+    a transactional test's flush racing a pricing worker's row locks deadlocks."""
+    from billing.tasks import price_finished_requests
+
+    price_finished_requests()
+    wait_until(lambda: not RequestRecord.objects.filter(priced_at__isnull=True).exists(), timeout=timeout)
+
+
 @pytest.fixture
 def live(transactional_db, seeded, gateway_url, pricing_worker, make_key):
     yield Live(gateway_url, make_key("live-team"))

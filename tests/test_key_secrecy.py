@@ -14,7 +14,7 @@ import pytest
 from billing.models import RequestRecord
 from tokenhub_portal.accounts.services import revoke_key
 
-from .conftest import _stop, start_gateway, wait_until
+from .conftest import _stop, all_priced, start_gateway, wait_until
 
 UPSTREAM_KEY = "sk-ant-simulated"  # what start_gateway gives the gateway as ANTHROPIC_API_KEY
 WINDOW = 12  # any run of this many characters of a secret counts as a leak
@@ -95,3 +95,4 @@ def test_no_key_material_in_logs_or_records(seeded, make_key, simulator_url, tmp
     for record in records:
         text = " ".join(str(v) for v in record.values())
         assert leaks(text, keys) == [], record
+    all_priced()

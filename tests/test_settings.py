@@ -1,10 +1,15 @@
 """Bad configuration stops start-up with a message naming the variable."""
 import os
+import re
+import secrets
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tokenhub_portal.config import proxy_ssl_header
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,9 +55,6 @@ def test_secret_key_required_outside_debug():
 
 def readme_production_environment() -> dict[str, str]:
     """The `export NAME=value` lines of the first shell block of the README's Deploy section."""
-    import re
-    import shlex
-
     readme = (ROOT / "README.md").read_text()
     deploy = readme.split("\n## Deploy\n", 1)[1]
     block = re.search(r"```bash\n(.*?)```", deploy, re.S).group(1)
@@ -65,8 +67,6 @@ def readme_production_environment() -> dict[str, str]:
 
 
 def test_readme_production_environment_passes_check_deploy():
-    import secrets
-
     documented = readme_production_environment()
     assert {"SECURE_PROXY_SSL_HEADER", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS", "SESSION_COOKIE_SECURE",
             "CSRF_COOKIE_SECURE", "CSRF_TRUSTED_ORIGINS", "ALLOWED_HOSTS", "SECRET_KEY"} <= set(documented)
@@ -94,8 +94,6 @@ def test_defaults_warn_under_check_deploy():
     ("HTTP_X_FORWARDED_PROTO", ("HTTP_X_FORWARDED_PROTO", "https")),
 ])
 def test_proxy_ssl_header_from_environment(raw, expected, monkeypatch):
-    from tokenhub_portal.config import proxy_ssl_header
-
     monkeypatch.setenv("SECURE_PROXY_SSL_HEADER", raw)
     assert proxy_ssl_header("SECURE_PROXY_SSL_HEADER") == expected
     monkeypatch.delenv("SECURE_PROXY_SSL_HEADER")

@@ -30,7 +30,8 @@ from tokenhub_portal.web.api.routes import is_management_path  # noqa: E402
 
 async def application(scope, receive, send):
     if scope["type"] == "http" and not is_management_path(scope["path"]) and api.handles(scope["path"]):
-        await api.app(scope, receive, send)
+        async with runtime.current().serving():  # a stop waits for it up to GRACEFUL_SECONDS
+            await api.app(scope, receive, send)
     elif scope["type"] == "lifespan":
         await runtime.lifespan(receive, send)
     else:

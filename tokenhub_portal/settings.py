@@ -88,6 +88,7 @@ TEMPLATES = [
     },
 ]
 
+DATABASE_CONNECT_TIMEOUT = 5  # seconds
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 try:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
@@ -96,7 +97,9 @@ except Exception as exc:  # dj_database_url raises several types for bad URLs
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Parameters bound by the server, not quoted into the SQL text by the client: the
     # request-record INSERT has ~25 of them, and client-side quoting was its main CPU cost.
-    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True}
+    # A database that does not answer must fail a connection attempt quickly (it is then
+    # retried, or the record goes to the spool) rather than hang the thread that waits on it.
+    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "connect_timeout": DATABASE_CONNECT_TIMEOUT}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -117,6 +120,14 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-task leaves it for another
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A Redis restart must not end a worker: reconnect for as long as it takes. (Database
+# connections are health-checked before every task by Celery's Django fix-up, through
+# CONN_HEALTH_CHECKS above, so a PostgreSQL restart heals at the next task.)
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# With acks_late, a task running when the broker connection drops is redelivered: stop it
+# rather than run it twice at once (the tasks are idempotent, this just saves the work).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 # Seconds between pricing runs: the delay before a request's cost is final.
 PRICING_INTERVAL_SECONDS = float(env_int("PRICING_INTERVAL_MS", 2000, minimum=100)) / 1000
@@ -200,6 +211,12 @@ KEY_CACHE_SECONDS = env_int("KEY_CACHE_SECONDS", 30, minimum=0)
 CHANGE_POLL_SECONDS = env_int("CHANGE_POLL_MS", 1000, minimum=50) / 1000
 # /metrics answers staff sessions, or `Authorization: Bearer <METRICS_TOKEN>` (Prometheus).
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Request records the database cannot take (it is down) are kept here, fsync-ed, until they
+# can be written (one set of files per gateway process; keep it on a persistent volume).
+SPOOL_DIR = env_str("SPOOL_DIR", str(BASE_DIR / "var" / "spool"))
+# On SIGTERM a gateway process lets running requests and streams finish for up to this many
+# seconds, then cancels the rest (billed as client cancels), writes every record and exits.
+GRACEFUL_SECONDS = env_int("GRACEFUL_SECONDS", 30)
 # Running requests renew their reservations every 30 s, so this only bounds how long a dead
 # process's holds last.
 RESERVATION_SECONDS = env_int("RESERVATION_SECONDS", 300, minimum=90)

@@ -20,18 +20,18 @@ REDIS_URL the same scripts run on an in-process fake (one process, same semantic
 
 The package, by concept: `counters` (what a limit is and how its keys are named),
 `scripts` (the Lua), `store` (the connection a process holds, in its Runtime), `reserve`,
-`settle` (the queue of settles), `upkeep` (renew and reap), `ledger` (rebuild from the
-database).
+`settle` (the queue of settles, and the settles that wait for a spooled record), `upkeep`
+(renew and reap), `ledger` (rebuild from the database).
 """
 from .counters import RESERVATION_INDEX, Counter, Reservation, billing_month, counters_for, current_windows
-from .ledger import ledger_changed, rebuild, standing
+from .ledger import ledger_changed, rebuild, recount, standing
 from .reserve import rate_headers, reserve
-from .settle import drain, settle_soon
+from .settle import drain, hold, release, settle_soon
 from .store import LimitStore, counter_ttl, unavailable
 from .upkeep import reap_expired, renew_live
 
 __all__ = [
     "RESERVATION_INDEX", "Counter", "LimitStore", "Reservation", "billing_month", "counter_ttl", "counters_for",
-    "current_windows", "drain", "ledger_changed", "rate_headers", "reap_expired", "rebuild", "renew_live", "reserve",
-    "settle_soon", "standing", "unavailable",
+    "current_windows", "drain", "hold", "ledger_changed", "rate_headers", "reap_expired", "rebuild", "recount",
+    "release", "renew_live", "reserve", "settle_soon", "standing", "unavailable",
 ]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 
 import redis
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from billing.selectors import ledger_units
 
+from .. import db
 from .counters import RESERVATION_INDEX, Counter, current_windows
 from .store import LimitStore, counter_ttl
 
@@ -25,7 +25,7 @@ async def rebuild(store: LimitStore, counter: Counter, *, force: bool = False) -
     # Requests still holding a reservation are left out: their settle will add them (and a
     # settle landing meanwhile changes the version, so this rebuild retries).
     pending = [g.decode() for g in await client.zrange(RESERVATION_INDEX, 0, -1)]
-    value = await sync_to_async(ledger_units)(counter.kind, counter.owner_id, counter.window, pending)
+    value = await db.run(ledger_units, counter.kind, counter.owner_id, counter.window, pending)
     landed = await store.scripts["init"](keys=[counter.value_key, counter.version_key],
                                          args=[(version or b"").decode(), value, counter_ttl(),
                                                "force" if force else "nx"])
@@ -44,6 +44,28 @@ async def standing(store: LimitStore, counter: Counter) -> tuple[int, int] | Non
     except Exception:
         log.warning("limits store unreachable", exc_info=True)
     return None
+
+
+async def recount(store: LimitStore, records: list[dict]) -> None:
+    """Records replayed from the spool of a process that is gone (their settles went with
+    it): the counters they count against are rebuilt from the ledger, which has them now.
+    Their reservations, no longer renewed, are reaped as usual."""
+    counters = set()
+    for r in records:
+        when = r.get("created") or timezone.now()
+        for kind, owner in (("key", r["api_key_id"]), ("team", r["team_id"]), ("credit", r["team_id"])):
+            counters |= {Counter(kind, owner, window, 0) for window in current_windows(kind, when)}
+    if not counters:
+        return
+    try:
+        pipe = store.client().pipeline(transaction=False)
+        for counter in counters:
+            pipe.incr(counter.version_key)
+            pipe.expire(counter.version_key, counter_ttl())
+            pipe.delete(counter.value_key)
+        await pipe.execute()
+    except Exception:  # without it, the counters are rebuilt when they expire
+        log.warning("could not reset %d limit counters after a spool replay", len(counters), exc_info=True)
 
 
 def ledger_changed(kind: str, owner_id: int) -> None:

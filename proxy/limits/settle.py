@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from decimal import Decimal
 
 from billing.pricing import to_units
@@ -30,10 +31,39 @@ def settle_soon(store: LimitStore, reservation: Reservation, actual: Decimal, ac
     """Settle without holding up the response. Settles queued meanwhile go to Redis in one
     pipelined round trip, and are retried until they land (a settle that finds its
     reservation gone makes the counter rebuild from the ledger, so a retry is always
-    safe); until then the reservation keeps the larger worst case held."""
-    store.queued.append(_settle_call(reservation, actual, actual_tokens))
-    if store.flusher is None or store.flusher.done():
-        store.flusher = asyncio.get_running_loop().create_task(_flush_settles(store))
+    safe); until then the reservation keeps the larger worst case held. The settle of a
+    call whose record is only in the spool waits for the record to reach the ledger."""
+    call = _settle_call(reservation, actual, actual_tokens)
+    if reservation.generation_id in store.held:
+        store.deferred[reservation.generation_id] = call
+        return
+    _queue(store, [call])
+
+
+def _queue(store: LimitStore, calls: list[tuple[list, list]]) -> None:
+    store.queued.extend(calls)
+    loop = asyncio.get_running_loop()
+    if store.flusher is None or store.flusher.done() or store.flusher.get_loop() is not loop:
+        store.flusher = loop.create_task(_flush_settles(store))
+
+
+def hold(store: LimitStore, generation_ids: Iterable[str]) -> None:
+    """These calls' records went to the spool, not to the database: settling them now would
+    let a counter rebuilt from the ledger miss their cost, so their worst case stays held
+    (and renewed) until `release`."""
+    store.held.update(generation_ids)
+
+
+def release(store: LimitStore, generation_ids: Iterable[str]) -> None:
+    """Their records are in the ledger now: settle them."""
+    calls = []
+    for generation_id in generation_ids:
+        store.held.discard(generation_id)
+        call = store.deferred.pop(generation_id, None)
+        if call is not None:
+            calls.append(call)
+    if calls:
+        _queue(store, calls)
 
 
 async def _flush_settles(store: LimitStore) -> None:
@@ -67,5 +97,8 @@ async def _flush_settles(store: LimitStore) -> None:
 
 async def drain(store: LimitStore, timeout: float = 5.0) -> None:
     """Finish pending settles (ASGI shutdown); what cannot land in time is reaped later."""
-    if store.flusher is not None:
+    if store.flusher is not None and store.flusher.get_loop() is asyncio.get_running_loop():
         await asyncio.wait({store.flusher}, timeout=timeout)
+    if store.deferred:
+        log.warning("%d reservations stay held until another process replays their spooled records; "
+                    "they are released after RESERVATION_SECONDS", len(store.deferred))

@@ -26,6 +26,10 @@ class LimitStore:
         # Settles waiting for their round trip, and the task sending them (see settle.py).
         self.queued: list[tuple[list, list]] = []
         self.flusher: asyncio.Task | None = None
+        # Calls whose record is in the spool, not yet in the database, and their settles
+        # waiting for it (see settle.hold).
+        self.held: set[str] = set()
+        self.deferred: dict[str, tuple[list, list]] = {}
 
     def client(self):
         """The client, bound to the running event loop (tests and management commands may

@@ -60,6 +60,8 @@ class Command(BaseCommand):
             sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", opts["host"],
             "--port", str(opts["port"]), "--workers", str(opts["workers"]), "--loop", "uvloop",
             "--http", "httptools", "--no-access-log",
+            # the app ends its own requests after GRACEFUL_SECONDS; this bounds the portal's
+            "--timeout-graceful-shutdown", str(settings.GRACEFUL_SECONDS + 5),
         ]
         server = subprocess.Popen(command, env=env)
         # `kill`/systemd/docker stop the server too, not only this process (Ctrl-C already
