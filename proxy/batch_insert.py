@@ -12,11 +12,15 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import JSONField, Model
+from psycopg.types.json import Jsonb
 
 log = logging.getLogger(__name__)
+
+CONNECTION_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 class BatchInserter:
@@ -54,8 +58,12 @@ class BatchInserter:
                 await self._store_batch(batch)
 
     async def _store_batch(self, batch: list[tuple[dict, asyncio.Future]]) -> None:
+        rows = [fields for fields, _ in batch]
         try:
-            await self._store([fields for fields, _ in batch])
+            try:
+                await self._store(rows)
+            except CONNECTION_ERRORS:  # e.g. the first use of a connection a database restart dropped
+                await self._store(rows)
         except Exception as exc:
             if len(batch) == 1:
                 log.exception("could not insert a %s row", self._model._meta.model_name)
@@ -73,9 +81,6 @@ class BatchInserter:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._insert_orm, rows)
 
     async def _insert_postgres(self, rows: list[dict]) -> None:
-        import psycopg
-        from psycopg.types.json import Jsonb
-
         conn = await self._connection()
         values = []
         for fields in rows:
@@ -89,13 +94,11 @@ class BatchInserter:
             raise
 
     async def _connection(self):
-        import psycopg
-
         loop = asyncio.get_running_loop()
         if self._conn is None or self._conn.closed or self._loop is not loop:
             db = settings.DATABASES["default"]
             params = {"dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"],
-                      "host": db["HOST"], "port": db["PORT"]}
+                      "host": db["HOST"], "port": db["PORT"], "connect_timeout": settings.DATABASE_CONNECT_TIMEOUT}
             self._conn = await psycopg.AsyncConnection.connect(
                 autocommit=True, **{k: str(v) for k, v in params.items() if v})
             self._loop = loop

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from billing import stored_responses
 from billing.models import StoredResponse
 
+from . import db
 from .api import api_endpoint, json_response
 from .batch_insert import BatchInserter
 from .errors import GatewayError, invalid
@@ -39,7 +39,7 @@ async def conversation(team_id: int, response_id: str) -> list[dict]:
         raise invalid("previous_response_id cannot be used: response storage is turned off on this gateway "
                       "(RESPONSES_STORE=0); send the whole conversation as input.", "previous_response_id")
     try:
-        items = await sync_to_async(stored_responses.conversation)(team_id, response_id)
+        items = await db.run(stored_responses.conversation, team_id, response_id)
     except stored_responses.BrokenConversation as exc:
         raise invalid(f"previous_response_id: the earlier response {exc.response_id!r} of this conversation was "
                       "deleted or has expired; send the whole conversation as input.", "previous_response_id",
@@ -58,10 +58,10 @@ async def stored_response(request, key):
     if not response_id or sub not in ("", "input_items") or (sub and request.method != "GET"):
         raise GatewayError(404, f"Unknown endpoint: {request.method} {request.path}", code="unknown_url")
     if request.method == "DELETE":
-        if not await sync_to_async(stored_responses.delete_response)(key.team_id, response_id):
+        if not await db.run(stored_responses.delete_response, key.team_id, response_id):
             raise _not_found(response_id)
         return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
-    row = await sync_to_async(stored_responses.get_response)(key.team_id, response_id)
+    row = await db.run(stored_responses.get_response, key.team_id, response_id)
     if row is None:
         raise _not_found(response_id)
     if sub == "input_items":
