@@ -18,6 +18,7 @@ from django.conf import settings
 
 from tokenhub_portal.accounts import changes as change_counter
 
+from . import db
 from .auth import ALL_KEYS, KeyCache
 from .catalog import CatalogCache
 from .limits import LimitStore
@@ -69,7 +70,7 @@ async def poll(keys: KeyCache, catalog: CatalogCache, limits: LimitStore) -> Non
     seen = None
     while True:
         try:
-            version = await change_counter.acurrent()
+            version = await db.run(change_counter.current)  # a connection a restart broke is replaced
             if seen is not None and version != seen:
                 _drop_everything(keys, catalog, limits)
             seen = version
