@@ -48,9 +48,11 @@ WARMUP_SECONDS = 60
 # --------------------------------------------------------------------------- processes
 
 
-def accepted_sockets(ports: set[int]) -> set[str]:
-    """Inodes of TCP connections accepted on `ports` (clients of our servers): how many there
-    are follows the load, so they are left out of the descriptor counts."""
+def load_driven_sockets(ports: set[int]) -> set[str]:
+    """Inodes of TCP connections to or from `ports` (the gateway's and the simulator's): the
+    clients' connections and the gateway's upstream keep-alive pool, whose sizes follow the
+    load (the pool also breathes with its 30 s idle expiry), so they are left out of the
+    descriptor counts; what is left (files, pipes, database and Redis connections) must not grow."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -59,15 +61,16 @@ def accepted_sockets(ports: set[int]) -> set[str]:
             continue
         for line in lines:
             fields = line.split()
-            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
-            if local_port in ports and state != "0A":  # 0A: LISTEN, the server's own socket
+            local_port, remote_port = (int(f.rsplit(":", 1)[1], 16) for f in fields[1:3])
+            state, inode = fields[3], fields[9]
+            if (local_port in ports or remote_port in ports) and state != "0A":  # 0A: LISTEN, a server's own socket
                 inodes.add(f"socket:[{inode}]")
     return inodes
 
 
 def rss_and_fds(pid: int, clients: set[str]) -> tuple[int, int] | None:
-    """(resident set size in KiB, open file descriptors but client connections) of a
-    process, None if it is gone."""
+    """(resident set size in KiB, open file descriptors but the load-driven connections) of
+    a process, None if it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         fds = 0
@@ -98,7 +101,7 @@ def process_name(pid: int) -> str:
 def snapshot(roots: dict[str, int], ports: set[int]) -> dict[int, tuple[str, int, int]]:
     """{pid: (name, RSS KiB, FDs)} for every process of every service."""
     out = {}
-    clients = accepted_sockets(ports)
+    clients = load_driven_sockets(ports)
     for root in roots.values():
         for pid in process_tree(root):
             sample = rss_and_fds(pid, clients)
@@ -386,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({WORDS}-word replies), gateway --workers {args.workers}, PostgreSQL, Redis, Celery worker+beat",
         "", f"{len(driver.outcomes)} requests, {len(failures)} failed, {driver.late} sent late (all connections busy)",
         "", "## Processes (RSS, open file descriptors)", "", *memory,
-        "", "¹ open descriptors other than accepted client connections (their number follows the load)",
+        "", "¹ open descriptors other than the connections whose number follows the load (clients to the gateway, "
+            "the gateway's upstream pool to the simulator)",
         "", "## Latency per minute", "", *latency_table(driver.outcomes),
         "", "## Ledger", "", *ledger, "",
     ]
