@@ -162,6 +162,27 @@ def translate_request(body: Any, spec: ModelSpec, *, requested_model: str) -> Tr
     finish_prefill(messages, spec, thinking=bool(thinking))
     user = end_user(body)
 
+    payload = assemble_payload(
+        spec, max_tokens, messages, system=system, stop_sequences=stop_sequences, sampling_fields=sampling_fields,
+        tools=tools, tool_choice=tool_choice, user=user, output_format=output_format, thinking=thinking,
+        marks=marks, cache_control=body.get("cache_control"), stream=stream)
+    return Translated(
+        payload=payload,
+        stream=stream,
+        include_usage=include_usage,
+        json_mode=json_mode,
+        requested_model=requested_model,
+        max_tokens=max_tokens,
+        user=user or None,
+        exclude_reasoning=bool(reasoning and reasoning.exclude),
+    )
+
+
+def assemble_payload(spec: ModelSpec, max_tokens: int, messages: list[dict], *, system: list[dict] | None,
+                     stop_sequences: list[str] | None = None, sampling_fields: dict, tools: list[dict],
+                     tool_choice: dict | None, user: str | None, output_format: dict | None, thinking: dict | None,
+                     marks: Breakpoints, cache_control: Any, stream: bool) -> dict[str, Any]:
+    """The Anthropic request from translated parts (every OpenAI front door ends here)."""
     payload: dict[str, Any] = {"model": spec.upstream_id, "max_tokens": max_tokens, "messages": messages}
     if system:
         payload["system"] = system
@@ -176,20 +197,12 @@ def translate_request(body: Any, spec: ModelSpec, *, requested_model: str) -> Tr
         payload["metadata"] = {"user_id": user}
     if output_format:
         payload["output_config"] = {"format": output_format}
-    merge_output_config(payload, thinking)
-    marks.mark_last(payload, body.get("cache_control"))
+    if thinking:
+        merge_output_config(payload, thinking)
+    marks.mark_last(payload, cache_control)
     marks.check()
     payload["stream"] = stream
-    return Translated(
-        payload=payload,
-        stream=stream,
-        include_usage=include_usage,
-        json_mode=json_mode,
-        requested_model=requested_model,
-        max_tokens=max_tokens,
-        user=user or None,
-        exclude_reasoning=bool(reasoning and reasoning.exclude),
-    )
+    return payload
 
 
 # --- sampling, limits, thinking ------------------------------------------------------------

@@ -38,8 +38,8 @@ from proxy.modelspec import ModelSpec
 from .caching import Breakpoints
 from .fields import opt_bool, opt_number, opt_str, unsupported, wrong_type
 from .messages import finish_prefill, history_stub_tools
-from .reasoning import Reasoning, merge_output_config, parse_effort, thinking_fields, tool_turn_lacks_thinking
-from .request import check_thinking_compatible, end_user, looks_like_pii, max_tokens_of, sampling
+from .reasoning import Reasoning, parse_effort, thinking_fields, tool_turn_lacks_thinking
+from .request import assemble_payload, check_thinking_compatible, end_user, max_tokens_of, sampling
 from .responses_items import normalize_input, translate_items, without_thinking
 from .responses_tools import ToolNames, translate_tools
 from .tools import JSON_MODE_NATIVE, combine_tooling, json_object_mode, json_schema_mode
@@ -138,23 +138,10 @@ def translate_responses_request(body: dict, spec: ModelSpec, *, requested_model:
     finish_prefill(messages, spec, thinking=thinking is not None)
     user = end_user(body)
 
-    payload: dict[str, Any] = {"model": spec.upstream_id, "max_tokens": max_tokens, "messages": messages}
-    if system:
-        payload["system"] = system
-    payload.update(sampling_fields)
-    if tools:
-        payload["tools"] = tools
-    if tool_choice:
-        payload["tool_choice"] = tool_choice
-    if user and not looks_like_pii(user):
-        payload["metadata"] = {"user_id": user}
-    if output_format:
-        payload["output_config"] = {"format": output_format}
-    if thinking:
-        merge_output_config(payload, thinking)
-    marks.mark_last(payload, body.get("cache_control"))
-    marks.check()
-    payload["stream"] = stream
+    payload = assemble_payload(
+        spec, max_tokens, messages, system=system, sampling_fields=sampling_fields, tools=tools,
+        tool_choice=tool_choice, user=user, output_format=output_format, thinking=thinking, marks=marks,
+        cache_control=body.get("cache_control"), stream=stream)
     settings = _settings(body, instructions, text, effort, summary, store)
     return ResponsesRequest(
         payload=payload, stream=stream, max_tokens=max_tokens, requested_model=requested_model, user=user or None,
