@@ -34,6 +34,7 @@ from .asgi import ApiRequest, Response, StreamResponse, read_body
 from .auth import KeyInfo, authenticate
 from .catalog import Catalog, CatalogEntry, visible_to
 from .errors import GatewayError
+from .recorder import STORED_RESPONSE
 from .reservation import estimate_input_tokens_upper_bound, worst_case_cost
 from .runtime import Runtime, current
 from .sse import iter_events
@@ -99,10 +100,10 @@ class WireProtocol(Protocol):
         was sent so far)."""
         ...
 
-    async def keep(self, call: Call) -> None:
-        """Called once a successful call's record is committed, before the client gets the
-        end of the answer (the Responses API stores the response here). Must not raise: the
-        call is recorded and billed by then (log a failure instead)."""
+    def stored_response(self, call: Call) -> dict | None:
+        """What a successful call keeps for later besides its record (the Responses API's
+        stored response, as ``StoredResponse`` fields), committed in the same statement so
+        it exists the moment the client has the answer; None for stateless protocols."""
         ...
 
 
@@ -156,7 +157,7 @@ class Call:
         self.recorded = True
         usage = usage or Usage()
         plan = self.plan
-        fields = dict(
+        fields: dict[str, Any] = dict(
             generation_id=self.generation_id, api=self.protocol.api, api_key_id=self.key.id, team_id=self.key.team_id,
             end_user=_text(plan.end_user or "", 256) if plan else "", requested_model=_text(self.requested_model, 100),
             model_id=self.entry.model_id if self.entry else None,
@@ -172,6 +173,8 @@ class Call:
         if settings.STORE_CONTENT and plan is not None:
             fields["prompt"] = plan.payload.get("messages")
             fields["completion"] = _text(completion, len(completion))
+        if status == "success" and (stored := self.protocol.stored_response(self)) is not None:
+            fields[STORED_RESPONSE] = stored
         # shielded: a cancel (the process is stopping) must not part the record from its settle
         await asyncio.shield(self._commit(fields, status, usage))
 
@@ -282,7 +285,6 @@ async def _plain(call: Call, response: httpx.Response, plan: CallPlan) -> Respon
         raise bad_upstream_body() from None
     await call.record(status="success", http_status=200, usage=usage, finish_reason=rendered.finish_reason,
                       upstream_model=message.get("model"), completion=rendered.completion)
-    await call.protocol.keep(call)
     return Response(200, rendered.body, {**call.headers, **(plan.response_headers or {}), **rendered.headers})
 
 
@@ -341,8 +343,6 @@ async def _record_stream(call: Call, renderer: StreamRenderer, outcome: dict) ->
     await call.record(status=outcome["status"], http_status=outcome["http_status"], usage=usage,
                       error=outcome.get("error"), finish_reason=renderer.finish_reason,
                       output_estimated=estimated, upstream_model=renderer.meter.upstream_model)
-    if outcome["status"] == "success":
-        await call.protocol.keep(call)
 
 
 def _text(value: str, limit: int) -> str:

@@ -1,6 +1,7 @@
-"""Stored Responses API answers, the gateway's side: writing one when a call succeeds (with
-``store``), reading a conversation for ``previous_response_id``, and
-``GET``/``DELETE /responses/{id}`` and ``GET /responses/{id}/input_items``. Everything is
+"""Stored Responses API answers, the gateway's side: the row a successful call stores (with
+``store``; the record writer commits it with the call's record), reading a conversation
+for ``previous_response_id``, and ``GET``/``DELETE /responses/{id}`` and
+``GET /responses/{id}/input_items``. Everything is
 scoped to the caller's team: another team's id is a 404, as an unknown one is."""
 from __future__ import annotations
 
@@ -13,24 +14,19 @@ from billing.models import StoredResponse
 
 from . import db
 from .api import api_endpoint, json_response
-from .batch_insert import BatchInserter
 from .errors import GatewayError, invalid
 from .translation.responses_output import without_encrypted
 from .translation.responses_request import ENCRYPTED_REASONING
 
-_inserter: BatchInserter | None = None
 
-
-async def save(call, response: dict, input_items: list[dict], previous_response_id: str | None) -> None:
-    """Store a finished response (batched with concurrent ones; awaited until committed, so
-    a client may continue from it the moment it has the answer)."""
-    global _inserter
-    _inserter = _inserter or BatchInserter(StoredResponse)
-    await _inserter.insert({
+def row(call, response: dict, input_items: list[dict], previous_response_id: str | None) -> dict:
+    """A finished response's ``StoredResponse`` fields (the record writer commits them with
+    the call's record)."""
+    return {
         "response_id": call.generation_id, "team_id": call.key.team_id, "api_key_id": call.key.id,
         "previous_response_id": previous_response_id or "", "input_items": input_items, "response": response,
         "created": call.created, "expires_at": call.created + timedelta(days=settings.RESPONSES_RETENTION_DAYS),
-    })
+    }
 
 
 async def conversation(team_id: int, response_id: str) -> list[dict]:

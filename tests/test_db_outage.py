@@ -191,8 +191,17 @@ def test_postgresql_down_mid_load_every_200_is_recorded_and_charged_once(cluster
         load.start()
     wait_until(lambda: all(len(load.results) >= 5 for load in loads))
 
+    # (one keep-alive connection: its worker has seen the key before the outage; a worker that
+    # never has cannot check a key while the database is down)
+    responses = httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {key}"})
+    body = {"model": "claude-sonnet-4-6", "input": "kept [[sim:words=4]]"}
+    assert responses.post("/v1/responses", json=body).status_code == 200
     cluster.stop()
     wait_until(lambda: ready(url)["spool"]["records"] > 0, timeout=10)
+    # A Responses API call stores its response (store defaults to true) with its record: in
+    # the spool while the database is down, readable once it is back.
+    stored = responses.post("/v1/responses", json=body)
+    assert stored.status_code == 200, stored.text
     during = ready(url)
     assert during["status"] == "degraded" and during["checks"]["database"].startswith("error")
     metrics = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
@@ -211,6 +220,9 @@ def test_postgresql_down_mid_load_every_200_is_recorded_and_charged_once(cluster
     assert all(body.rstrip().endswith("data: [DONE]") for _, _, _, body in streamed)
     assert_each_exactly_once(cluster, results)
     _assert_no_reservations(cluster, [gid for _, gid, _, _ in results], hash_key(key))  # all settled
+    read_back = responses.get(f"/v1/responses/{stored.json()['id']}")
+    responses.close()
+    assert read_back.status_code == 200 and read_back.json()["output"] == stored.json()["output"]
 
 
 def _assert_no_reservations(cluster, generation_ids: list[str], key_hash: str) -> None:

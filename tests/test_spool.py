@@ -10,7 +10,7 @@ import httpx
 import psycopg
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from billing.models import Charge, RequestRecord
@@ -185,3 +185,55 @@ def test_a_record_the_database_refuses_is_set_aside_not_replayed_forever(
     assert fresh_writer.spool_depth == 0
     [rejected] = [name for name in os.listdir(settings.SPOOL_DIR) if name.endswith(".rejected")]
     assert "chatcmpl-bad" in (Path(settings.SPOOL_DIR) / rejected).read_text()
+
+
+RESPONSES_BODY = {"model": "claude-sonnet-4-6", "max_output_tokens": 40, "input": "hi"}
+
+
+def test_a_stored_response_is_spooled_with_its_record_and_readable_after_replay(
+        transactional_db, seeded, make_key, fresh_writer, monkeypatch, settings, simulator_url):
+    """store (the default) while the database is down: the call still answers, and the response
+    it stored comes back with its record when the spool is replayed (one commit for both)."""
+    settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY = simulator_url, "sk-ant-simulated"
+    issued = make_key("spooled-responses")
+    headers = {"Authorization": f"Bearer {issued.plaintext}"}
+
+    async def scenario():
+        database_back = database_down(monkeypatch, fresh_writer)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://testserver") as api:
+            answered = await api.post("/v1/responses", json=RESPONSES_BODY, headers=headers)
+            assert answered.status_code == 200, answered.text
+            assert fresh_writer.spool_depth == 1
+            database_back()
+            await fresh_writer.replay()  # (or the writer's own replayer got there first)
+            assert fresh_writer.spool_depth == 0
+            stored = await api.get(f"/v1/responses/{answered.json()['id']}", headers=headers)
+        await runtime.current().upstream.close()
+        return answered.json(), stored
+
+    answered, stored = async_to_sync(scenario)()
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["output"] == answered["output"] and stored.json()["id"] == answered["id"]
+    assert RequestRecord.objects.get(generation_id=answered["id"]).api == "responses"
+
+
+def test_a_stored_response_the_database_refuses_does_not_cost_the_record(
+        transactional_db, seeded, make_key, fresh_writer):
+    """PostgreSQL's jsonb refuses a NUL character; the call's record (what is billed) is written
+    without its stored response rather than lost with it."""
+    from billing.models import StoredResponse
+    from proxy.recorder import STORED_RESPONSE
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite (make run) stores a NUL character in JSON")
+    key = make_key("nul").api_key
+    now = timezone.now()
+    fields = dict(generation_id="resp_nul", api="responses", api_key_id=key.id, team_id=key.team_id,
+                  requested_model="claude-sonnet-4-6", status="success", http_status=200, input_tokens=3,
+                  output_tokens=2, created=now)
+    fields[STORED_RESPONSE] = dict(response_id="resp_nul", team_id=key.team_id, api_key_id=key.id,
+                                   input_items=[], response={"output": "bad \x00 text"}, created=now,
+                                   expires_at=now)
+    async_to_sync(fresh_writer.write)(fields)
+    assert RequestRecord.objects.filter(generation_id="resp_nul").exists()
+    assert not StoredResponse.objects.filter(response_id="resp_nul").exists()

@@ -1129,3 +1129,33 @@ def test_stream_error_event_mapping():
                                           (413, False)])
 def test_is_retryable(status, retry):
     assert (status in RETRYABLE_STATUSES) is retry
+
+
+@pytest.mark.parametrize("base_url", ["http://upstream.test/anthropic", "http://upstream.test:8081"])
+def test_upstream_keeps_no_cookies_between_calls(monkeypatch, settings, base_url):
+    """One pool serves every team: a cookie an upstream response sets is not sent on later calls
+    (and the base URL's path prefix is kept when the request URL is built)."""
+    import asyncio
+
+    import httpx
+
+    from proxy import upstream
+
+    settings.ANTHROPIC_BASE_URL = base_url
+    seen = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.headers.get("cookie")))
+        return httpx.Response(200, json={}, headers={"set-cookie": "__cf_bm=team-a; Path=/; Domain=upstream.test"})
+
+    monkeypatch.setattr(upstream, "_transport", lambda limits: httpx.MockTransport(answer))
+
+    async def two_calls():
+        pool = upstream.Upstream()
+        for path in ("/v1/messages", "/v1/messages?beta=true"):
+            response = await pool.open_messages(b"{}", None, path)
+            await response.aclose()
+        await pool.close()
+
+    asyncio.run(two_calls())
+    assert seen == [(f"{base_url}/v1/messages", None), (f"{base_url}/v1/messages?beta=true", None)]

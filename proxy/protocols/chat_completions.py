@@ -54,8 +54,8 @@ class ChatCompletions:
     def stream_error(self, err: GatewayError, renderer: StreamRenderer) -> bytes:
         return sse_error(err)
 
-    async def keep(self, call: Call) -> None:
-        pass  # Chat Completions is stateless
+    def stored_response(self, call: Call) -> None:
+        return None  # stateless
 
 
 chat_completions = endpoint(ChatCompletions())

@@ -125,8 +125,8 @@ class Messages:
     def stream_error(self, err: GatewayError, renderer: StreamRenderer) -> bytes:
         return anthropic_error_event(err)
 
-    async def keep(self, call: Call) -> None:
-        pass  # the native Messages API is stateless
+    def stored_response(self, call: Call) -> None:
+        return None  # stateless
 
 
 MESSAGES = Messages()

@@ -1,12 +1,12 @@
 """POST /responses: the OpenAI Responses API in, Anthropic Messages upstream.
 
 The response id (``resp_…``) is the generation id. A successful answer the client asked to
-``store`` is kept for its team (``proxy.stored_responses``) before the client gets its end,
-so ``previous_response_id`` works the moment the answer is in.
+``store`` is kept for its team (``proxy.stored_responses``), committed with the call's
+record before the client gets its end, so ``previous_response_id`` works the moment the
+answer is in.
 """
 from __future__ import annotations
 
-import logging
 import time
 
 import orjson
@@ -25,8 +25,6 @@ from proxy.translation.responses_output import client_view, translate_message
 from proxy.translation.responses_request import ResponsesRequest, translate_responses_request
 from proxy.translation.responses_stream import ResponsesStream
 from proxy.upstream import UpstreamHTTPError
-
-log = logging.getLogger(__name__)
 
 IGNORED_TOOLS_HEADER = "x-tokenhub-ignored-tools"
 
@@ -78,16 +76,11 @@ class Responses:
         assert isinstance(renderer, ResponsesStream)  # the one stream_renderer makes
         return renderer.fail(err)
 
-    async def keep(self, call: Call) -> None:
-        """Store the answer if the client asked to. A storage failure is logged, not the
-        client's problem: the answer itself is complete and billed."""
+    def stored_response(self, call: Call) -> dict | None:
         t = _context(call)
         if not t.store or t.response is None:
-            return
-        try:
-            await stored_responses.save(call, t.response, t.input_items, t.previous_response_id)
-        except Exception:
-            log.exception("could not store response %s", call.generation_id)
+            return None
+        return stored_responses.row(call, t.response, t.input_items, t.previous_response_id)
 
 
 def _context(call: Call) -> ResponsesRequest:
