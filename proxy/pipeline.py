@@ -37,7 +37,7 @@ from .errors import GatewayError
 from .recorder import STORED_RESPONSE
 from .reservation import estimate_input_tokens_upper_bound, worst_case_cost
 from .runtime import Runtime, current
-from .sse import iter_events
+from .sse import iter_event_batches
 from .translation.usage import StreamMeter, Usage, normalize_usage
 
 log = logging.getLogger(__name__)
@@ -298,22 +298,28 @@ async def _stream(call: Call, response: httpx.Response) -> AsyncGenerator[bytes,
     outcome: dict | None = None
     raw = response.aiter_raw()
     try:
-        async for event, data, block in iter_events(raw):
-            out = renderer.feed(event, data, block)
-            if meter.done:
-                outcome = {"status": "success", "http_status": 200}
-                # shielded: a client leaving during the commit must not skip the settle
-                await asyncio.shield(_record_stream(call, renderer, outcome))
-                yield out
-                return
-            if meter.failed:
-                outcome = {"status": "error", "http_status": 200, "error": _stream_failure(meter)}
-                yield out
-                return
-            if out:
-                if call.ttft_ms is None and event == "content_block_delta":
-                    call.ttft_ms = call.elapsed_ms()
-                yield out
+        async for events in iter_event_batches(raw):
+            pending: list[bytes] = []  # what this read brought, rendered: one write to the client
+            for event, data, block in events:
+                out = renderer.feed(event, data, block)
+                if meter.done:
+                    if pending:
+                        yield b"".join(pending)
+                    outcome = {"status": "success", "http_status": 200}
+                    # shielded: a client leaving during the commit must not skip the settle
+                    await asyncio.shield(_record_stream(call, renderer, outcome))
+                    yield out
+                    return
+                if meter.failed:
+                    outcome = {"status": "error", "http_status": 200, "error": _stream_failure(meter)}
+                    yield b"".join(pending) + out
+                    return
+                if out:
+                    if call.ttft_ms is None and event == "content_block_delta":
+                        call.ttft_ms = call.elapsed_ms()
+                    pending.append(out)
+            if pending:
+                yield b"".join(pending)
         outcome = {"status": "error", "http_status": 200, "error": GatewayError(
             502, "The upstream stream ended before the answer was complete.",
             type="server_error", code="upstream_stream_truncated")}

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 import orjson
 
 
-async def iter_events(byte_chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, dict, bytes]]:
-    """Yields (event name, parsed data, the event's bytes with its blank line) as soon as
-    each event's blank line arrives.
+async def iter_event_batches(byte_chunks: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[str, dict, bytes]]]:
+    """Yields the events each read from upstream completes, as (event name, parsed data, the
+    event's bytes with its blank line), the moment the read arrives: a caller can forward what
+    one read brought in one write (Anthropic often sends several events in one packet).
     Comments and events without data are skipped; `data` that is not JSON is passed
     on as {"raw": text} so an odd event never kills the stream."""
     buffer = b""
@@ -16,6 +17,7 @@ async def iter_events(byte_chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[
         buffer += chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
+        events = []
         while True:
             end = buffer.find(b"\n\n")
             if end < 0:
@@ -23,11 +25,13 @@ async def iter_events(byte_chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[
             block, buffer = buffer[:end + 2], buffer[end + 2:]
             parsed = _parse_block(block)
             if parsed is not None:
-                yield parsed
+                events.append(parsed)
+        if events:
+            yield events
     if buffer.strip():
         parsed = _parse_block(buffer + b"\n\n")
         if parsed is not None:
-            yield parsed
+            yield [parsed]
 
 
 def _parse_block(block: bytes) -> tuple[str, dict, bytes] | None:
