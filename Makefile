@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench soak venv clean
+.PHONY: run test lint bench bench-instructions soak venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: lint
 ## bench: gateway overhead against the simulator (direct vs through the gateway)
 bench: venv
 	$(PY) -m bench.gateway
+
+## bench-instructions: instructions per call of one gateway process under valgrind (noise-free A/B;
+##       BENCH_ARGS="--checkout ../old" compares another checkout; needs valgrind and DATABASE_URL)
+bench-instructions: venv
+	$(PY) -m bench.instructions $(BENCH_ARGS)
 
 ## soak: 2 gateway workers, PostgreSQL, Redis, Celery at a fixed rate for SOAK_MINUTES (default 10):
 ##       RSS/FDs per process, p50/p99 per minute, ledger reconciliation (needs DATABASE_URL and REDIS_URL)

@@ -127,9 +127,14 @@ class ResponsesStream:
         if self._started:
             return b""
         self._started = True
-        response = response_object(self._t, self._id, self._created, "in_progress", [], None)
-        return (self._event("response.created", {"response": response})
-                + self._event("response.in_progress", {"response": response}))
+        response = orjson.dumps(response_object(self._t, self._id, self._created, "in_progress", [], None))
+        return (self._spliced("response.created", b"response", response)
+                + self._spliced("response.in_progress", b"response", response))
+
+    def _spliced(self, kind: str, field: bytes, value: bytes) -> bytes:
+        """An event whose one payload field is JSON already serialised (sent twice, dumped once)."""
+        head = b"event: " + kind.encode() + b'\ndata: {"type":"' + kind.encode() + b'","sequence_number":'
+        return head + b"%d" % self._next() + b',"' + field + b'":' + value + b"}\n\n"
 
     def _block_start(self, data: dict) -> bytes:
         block = data.get("content_block") or {}
@@ -168,7 +173,7 @@ class ResponsesStream:
             if item.custom:
                 return b""  # JSON-encoded upstream: the string is sent when the block ends
             self.meter.delivered(fragment)
-            return item.prefix + b"%d" % self._next() + b',"delta":' + orjson.dumps(fragment) + b"}\n\n"
+            return b'%b%d,"delta":%b}\n\n' % (item.prefix, self._next(), orjson.dumps(fragment))
         if kind == "thinking_delta":
             return self._thinking(item, delta.get("thinking") or "")
         if kind == "signature_delta" and item.blocks:
@@ -225,7 +230,9 @@ class ResponsesStream:
     def _text(self, item: _Item, text: str) -> bytes:
         item.parts.append(text)
         self.meter.delivered(text)
-        return item.prefix + b"%d" % self._next() + b',"delta":' + orjson.dumps(text) + b"}\n\n"
+        seq = self._seq
+        self._seq = seq + 1
+        return b'%b%d,"delta":%b}\n\n' % (item.prefix, seq, orjson.dumps(text))
 
     def _close_message(self, status: str = "completed") -> bytes:
         item = self._message
