@@ -11,8 +11,9 @@ under ``valgrind --tool=callgrind``; per front door, 40 warm-up calls, the count
 (``callgrind_control -z``), N sequential calls (one connection, concurrency 1), a dump
 (``callgrind_control -d``): the instructions of every thread of the gateway for those N
 calls, background tasks included, divided by N. ``--checkout`` measures another checkout
-of the repository (its own ``.venv``), e.g. a ``git worktree`` of an older commit, against
-the same simulator: an A/B of two commits that the machine's noise cannot blur.
+of the repository (its own ``.venv``; ``--checkout-database-url`` if its schema differs),
+e.g. a ``git worktree`` of an older commit, against the same simulator: an A/B of two
+commits that the machine's noise cannot blur.
 
 Usage: ``python -m bench.instructions [--fronts chat,messages,...] [--requests 300]
 [--checkout PATH] [--repeat 2]``; needs valgrind (Debian: ``apt-get install valgrind``),
@@ -72,8 +73,8 @@ def _dumped_instructions(directory: Path) -> int:
     return total
 
 
-def measure(checkout: Path, fronts: list[str], requests: int, sim_url: str) -> dict[str, int]:
-    env = django_env(sim_url, os.environ["DATABASE_URL"])
+def measure(checkout: Path, fronts: list[str], requests: int, sim_url: str, database_url: str) -> dict[str, int]:
+    env = django_env(sim_url, database_url)
     _manage(checkout, env, "migrate", "-v0")
     keys = {"plain": _manage(checkout, env, "issue_key", "--team", "bench", "--name", "instructions"),
             "limited": _manage(checkout, env, "issue_key", "--team", "bench", "--name", "instructions-limited",
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="measure each front this many times (in turn)")
     parser.add_argument("--checkout", type=Path, action="append", default=[],
                         help="also measure this checkout (its own .venv); may be given more than once")
+    parser.add_argument("--checkout-database-url",
+                        help="the database of the other checkouts (their schema may differ; default DATABASE_URL)")
     args = parser.parse_args(argv)
     if not shutil.which("valgrind") or not os.environ.get("DATABASE_URL"):
         parser.error("needs valgrind on PATH and DATABASE_URL (PostgreSQL)")
@@ -145,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeat):
             for checkout in [ROOT, *args.checkout]:
                 theirs = fronts if checkout == ROOT else [f for f in fronts if f.startswith("chat")]
-                for front, count in measure(checkout.resolve(), theirs, args.requests,
-                                            f"http://{HOST}:{sim_port}").items():
+                database_url = os.environ["DATABASE_URL"] if checkout == ROOT else (
+                    args.checkout_database_url or os.environ["DATABASE_URL"])
+                for front, count in measure(checkout.resolve(), theirs, args.requests, f"http://{HOST}:{sim_port}",
+                                            database_url).items():
                     results.setdefault(checkout, {}).setdefault(front, []).append(count)
     finally:
         sim.terminate()
