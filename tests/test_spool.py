@@ -299,3 +299,14 @@ def test_events_that_arrive_together_leave_in_one_write(
     assert writes == [reads[0], reads[1][:reads[1].index(b"event: message_stop")],
                       reads[1][reads[1].index(b"event: message_stop"):]]
     assert RequestRecord.objects.get(generation_id=generation_id).status == "success"
+
+
+def test_the_record_insert_fills_missing_columns_with_the_models_defaults():
+    """The writer precomputes column defaults (Field.get_default per row was slow): same values."""
+    from billing.models import StoredResponse
+    from proxy.recorder import _Rows
+
+    for model, unique in ((RequestRecord, "generation_id"), (StoredResponse, "response_id")):
+        rows = _Rows(model, unique)
+        expected = [f.get_default() for f in rows.fields]
+        assert rows.values([{}]) == expected, model

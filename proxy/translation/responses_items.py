@@ -138,6 +138,8 @@ def _tool_use(item: dict, kind: str, names: ToolNames, where: str) -> dict:
 def without_thinking(messages: list[dict]) -> list[dict]:
     """Without thinking on, thinking blocks cannot go upstream: drop them, then the turns
     they leave empty (re-merging the neighbours those separated)."""
+    if not any(b["type"] in THINKING_KINDS for message in messages for b in message["content"]):
+        return messages  # (built by Turns already: nothing to drop, nothing to merge)
     turns = Turns()
     for message in messages:
         blocks = [b for b in message["content"] if b["type"] not in THINKING_KINDS]

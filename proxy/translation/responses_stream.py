@@ -33,7 +33,6 @@ from .responses_output import (
     client_view,
     item_id,
     message_item,
-    output_text_part,
     reasoning_item,
     response_object,
     status_of,
@@ -48,6 +47,20 @@ _TEXT, _REASONING, _CALL = "text", "reasoning", "call"
 
 def sse_event(kind: str, payload: dict) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **payload}) + b"\n\n"
+
+
+_MESSAGE_ADDED = (b'event: response.output_item.added\ndata: {"type":"response.output_item.added","sequence_number":%d,'
+                  b'"output_index":%d,"item":{"id":"%b","type":"message","status":"in_progress","role":"assistant",'
+                  b'"content":[]}}\n\n')
+_PART_ADDED = (b'event: response.content_part.added\ndata: {"type":"response.content_part.added","sequence_number":%d,'
+               b'%b,"part":{"type":"output_text","text":"","annotations":[],"logprobs":[]}}\n\n')
+_TEXT_DONE = (b'event: response.output_text.done\ndata: {"type":"response.output_text.done","sequence_number":%d,'
+              b'%b,"text":%b,"logprobs":[]}\n\n')
+_PART_DONE = (b'event: response.content_part.done\ndata: {"type":"response.content_part.done","sequence_number":%d,'
+              b'%b,"part":%b}\n\n')
+_ITEM_DONE = (b'event: response.output_item.done\ndata: {"type":"response.output_item.done","sequence_number":%d,'
+              b'"output_index":%d,"item":{"id":"%b","type":"message","status":"%b","role":"assistant",'
+              b'"content":[%b]}}\n\n')
 
 
 class _Item:
@@ -219,13 +232,13 @@ class ResponsesStream:
             return b"", self._message
         index = len(self._output)
         item = self._message = _Item(_TEXT, index, item_id("msg", self._id, index))
-        item.prefix = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":"'
-                       + item.id.encode() + b'","output_index":%d,"content_index":0,"logprobs":[],"sequence_number":'
-                       % index)
-        added = {"id": item.id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
-        return (self._event("response.output_item.added", {"output_index": index, "item": added})
-                + self._event("response.content_part.added", {"item_id": item.id, "output_index": index,
-                                                              "content_index": 0, "part": output_text_part("")})), item
+        where = b'"item_id":"%b","output_index":%d,"content_index":0' % (item.id.encode(), index)
+        item.prefix = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+                       + where + b',"logprobs":[],"sequence_number":')
+        # Every text item opens and closes with the same five events: written from templates
+        # (the text JSON-encoded once), not built as dicts and serialised one by one.
+        added = _MESSAGE_ADDED % (self._next(), index, item.id.encode())
+        return added + _PART_ADDED % (self._next(), where), item
 
     def _text(self, item: _Item, text: str) -> bytes:
         item.parts.append(text)
@@ -243,12 +256,12 @@ class ResponsesStream:
             if open_item is item:
                 del self._open[index]
         text = "".join(item.parts)
-        where = {"item_id": item.id, "output_index": item.index, "content_index": 0}
-        done = message_item(item.id, text, status)
-        self._output.append(done)
-        return (self._event("response.output_text.done", {**where, "text": text, "logprobs": []})
-                + self._event("response.content_part.done", {**where, "part": output_text_part(text)})
-                + self._event("response.output_item.done", {"output_index": item.index, "item": done}))
+        self._output.append(message_item(item.id, text, status))
+        where = b'"item_id":"%b","output_index":%d,"content_index":0' % (item.id.encode(), item.index)
+        encoded = orjson.dumps(text)
+        part = b'{"type":"output_text","text":%b,"annotations":[],"logprobs":[]}' % encoded
+        return (_TEXT_DONE % (self._next(), where, encoded) + _PART_DONE % (self._next(), where, part)
+                + _ITEM_DONE % (self._next(), item.index, item.id.encode(), status.encode(), part))
 
     def _thinking(self, item: _Item, text: str) -> bytes:
         if not text or item.kind != _REASONING:
