@@ -34,7 +34,6 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 from django.db.models import DateTimeField, JSONField
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from psycopg.types.json import Jsonb
 
 from billing.models import RequestRecord, StoredResponse
 from billing.tasks import price_finished_requests
@@ -99,7 +98,9 @@ class _Rows:
         for fields in rows:
             for name, is_json, factory, default in self._columns:
                 value = fields[name] if name in fields else factory() if factory is not None else default
-                values.append(Jsonb(value, dumps=orjson.dumps) if is_json and value is not None else value)
+                # JSON as text of no declared type: PostgreSQL takes it as the column's jsonb, and
+                # psycopg's per-value Jsonb dumper (a Python call per value) is skipped
+                values.append(orjson.dumps(value).decode() if is_json and value is not None else value)
         return values
 
 
