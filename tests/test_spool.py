@@ -310,3 +310,15 @@ def test_the_record_insert_fills_missing_columns_with_the_models_defaults():
         rows = _Rows(model, unique)
         expected = [f.get_default() for f in rows.fields]
         assert rows.values([{}]) == expected, model
+
+
+def test_json_columns_are_stored_as_json(transactional_db, seeded, make_key, fresh_writer):
+    """The writer sends JSON values as untyped text; PostgreSQL stores them as the column's jsonb
+    (the STORE_CONTENT prompt here; stored responses take the same path)."""
+    key = make_key("json").api_key
+    prompt = [{"role": "user", "content": [{"type": "text", "text": "héllo \"quoted\" \\ back"}]}]
+    async_to_sync(fresh_writer.write)(dict(
+        generation_id="gen-json", api="messages", api_key_id=key.id, team_id=key.team_id, requested_model="m",
+        status="success", http_status=200, created=timezone.now(), prompt=prompt))
+    assert RequestRecord.objects.get(generation_id="gen-json").prompt == prompt
+    assert RequestRecord.objects.filter(generation_id="gen-json", prompt__0__role="user").exists()
