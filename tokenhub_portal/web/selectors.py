@@ -190,8 +190,9 @@ class LogPage:
     next_cursor: str | None
 
 
-def encode_cursor(record: RequestRecord) -> str:
-    return f"{record.created.astimezone(UTC).strftime('%Y%m%dT%H%M%S.%f')}_{record.id}"
+def encode_cursor(row) -> str:
+    """Where a page ends: a row's (created, id), newest-first order."""
+    return f"{row.created.astimezone(UTC).strftime('%Y%m%dT%H%M%S.%f')}_{row.id}"
 
 
 def decode_cursor(text: str) -> tuple[datetime, int] | None:
@@ -200,6 +201,18 @@ def decode_cursor(text: str) -> tuple[datetime, int] | None:
         return datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC), int(pk)
     except (ValueError, TypeError):
         return None
+
+
+def keyset_page(qs, cursor: str, page_size: int, *related: str) -> tuple[list, str | None]:
+    """One page of ``qs`` newest first (created, id), after ``cursor``: no OFFSET, no COUNT(*)."""
+    position = decode_cursor(cursor) if cursor else None
+    if position is not None:
+        created, pk = position
+        qs = qs.filter(Q(created__lt=created) | Q(created=created, id__lt=pk))
+    rows = list(qs.select_related(*related).order_by("-created", "-id")[: page_size + 1])
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    return rows, encode_cursor(rows[-1]) if more and rows else None
 
 
 def request_log(team: Team, *, api_key: ApiKey | None = None, model: str = "", status: str = "",
@@ -223,14 +236,7 @@ def request_log(team: Team, *, api_key: ApiKey | None = None, model: str = "", s
         qs = qs.filter(created__gte=datetime.combine(date_from, time.min, tzinfo=tz))
     if date_to:
         qs = qs.filter(created__lt=datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=tz))
-    position = decode_cursor(cursor) if cursor else None
-    if position is not None:
-        created, pk = position
-        qs = qs.filter(Q(created__lt=created) | Q(created=created, id__lt=pk))
-    records = list(qs.select_related("api_key").order_by("-created", "-id")[: page_size + 1])
-    more = len(records) > page_size
-    records = records[:page_size]
-    return LogPage(records, encode_cursor(records[-1]) if more and records else None)
+    return LogPage(*keyset_page(qs, cursor, page_size, "api_key"))
 
 
 def request_detail(team: Team, generation_id: str) -> tuple[RequestRecord, Charge | None] | None:
@@ -277,14 +283,7 @@ def audit_log(team: Team | None, *, action: str = "", source: str = "", cursor: 
         qs = qs.filter(action__startswith=action)
     if source:
         qs = qs.filter(source=source)
-    position = decode_cursor(cursor) if cursor else None
-    if position is not None:
-        created, pk = position
-        qs = qs.filter(Q(created__lt=created) | Q(created=created, id__lt=pk))
-    entries = list(qs.select_related("team").order_by("-created", "-id")[: page_size + 1])
-    more = len(entries) > page_size
-    entries = entries[:page_size]
-    return AuditPage(entries, encode_cursor(entries[-1]) if more and entries else None)
+    return AuditPage(*keyset_page(qs, cursor, page_size, "team"))
 
 
 def recent_alerts(team: Team, limit: int = 10) -> list[BudgetAlert]:
