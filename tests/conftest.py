@@ -14,7 +14,9 @@ import redis
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core import signals
+from django.core.management.base import CommandError
 from django.db import close_old_connections
+from django.test import TransactionTestCase
 
 from billing.models import Model, Price, RequestRecord
 from billing.seed import load_seed
@@ -328,6 +330,26 @@ def all_priced(timeout: float = 30) -> None:
 
     price_finished_requests()
     wait_until(lambda: not RequestRecord.objects.filter(priced_at__isnull=True).exists(), timeout=timeout)
+
+
+def _flush_retrying_deadlocks(teardown):
+    """A transactional test ends with a TRUNCATE of every table; a Celery pricing worker's
+    periodic scan holding a lock on one of them can make PostgreSQL pick the TRUNCATE as a
+    deadlock's victim. The flush is one transaction (rolled back whole), so trying it again
+    is safe: up to three times, for deadlocks only."""
+
+    def fixture_teardown(self):
+        for attempt in range(3):
+            try:
+                return teardown(self)
+            except CommandError as exc:
+                if attempt == 2 or "deadlock detected" not in str(exc):
+                    raise
+
+    return fixture_teardown
+
+
+TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
 
 
 @pytest.fixture
