@@ -27,7 +27,10 @@ lint: venv
 
 ## test: the linters, then the whole suite (PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set)
 test: lint
-	@if command -v npm >/dev/null && [ tests/node/package.json -nt tests/node/node_modules/.package-lock.json ]; then \
+	@# (sh is dash here: its -nt is false when the right-hand file is missing, so test that apart)
+	@if command -v npm >/dev/null && { [ ! -e tests/node/node_modules/.package-lock.json ] \
+		|| [ tests/node/package.json -nt tests/node/node_modules/.package-lock.json ] \
+		|| [ tests/node/package-lock.json -nt tests/node/node_modules/.package-lock.json ]; }; then \
 		cd tests/node && npm install --no-audit --no-fund --silent; fi
 	$(PY) -m pytest
 

@@ -278,6 +278,27 @@ def gateway_pair(django_db_setup, simulator_url):
         _stop(proc)
 
 
+NODE_DIR = ROOT / "tests" / "node"
+
+
+@pytest.fixture(scope="session")
+def node_packages() -> Path:
+    """tests/node with its npm packages installed (the SDKs, Claude Code, Codex CLI): installed
+    here if `make test` did not (a single test run by hand, say), or if package.json or its
+    lock changed since. Skips only where the machine has no node and npm."""
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("needs node and npm")
+    installed = NODE_DIR / "node_modules" / ".package-lock.json"
+    sources = [NODE_DIR / "package.json", NODE_DIR / "package-lock.json"]
+    if not installed.exists() or any(src.stat().st_mtime > installed.stat().st_mtime for src in sources):
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True,
+                       timeout=600)
+    return NODE_DIR
+
+
 @pytest.fixture(scope="session")
 def pricing_worker(django_db_setup):
     """A real Celery worker with beat on Redis when REDIS_URL is set (CI): beat schedules

@@ -13,14 +13,16 @@ from billing.models import RequestRecord
 
 from .conftest import wait_until
 
-CLAUDE = Path(__file__).resolve().parent / "node" / "node_modules" / ".bin" / "claude"
 PINNED = {"ANTHROPIC_MODEL": "claude-sonnet-4-6", "ANTHROPIC_DEFAULT_OPUS_MODEL": "claude-opus-4-7",
           "ANTHROPIC_DEFAULT_SONNET_MODEL": "claude-sonnet-4-6", "ANTHROPIC_DEFAULT_HAIKU_MODEL": "claude-haiku-4-5"}
 
 
-def run_claude(live, home: Path, prompt: str, **env: str) -> subprocess.CompletedProcess:
-    if not CLAUDE.exists():
-        pytest.skip("needs `npm install` in tests/node (make test and CI do it)")
+@pytest.fixture
+def claude(node_packages) -> Path:
+    return node_packages / "node_modules" / ".bin" / "claude"
+
+
+def run_claude(claude: Path, live, home: Path, prompt: str, **env: str) -> subprocess.CompletedProcess:
     work = home / "work"
     work.mkdir(parents=True, exist_ok=True)
     environment = {
@@ -29,12 +31,12 @@ def run_claude(live, home: Path, prompt: str, **env: str) -> subprocess.Complete
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1", "DISABLE_AUTOUPDATER": "1",
         "DISABLE_ERROR_REPORTING": "1", "CLAUDE_CODE_MAX_RETRIES": "0", **env,
     }
-    return subprocess.run([str(CLAUDE), "-p", prompt, "--output-format", "json"], cwd=work, env=environment,
+    return subprocess.run([str(claude), "-p", prompt, "--output-format", "json"], cwd=work, env=environment,
                           capture_output=True, text=True, timeout=180)
 
 
-def test_claude_code_answers_through_the_gateway_and_is_billed(live, tmp_path):
-    result = run_claude(live, tmp_path, "say hi", **PINNED)
+def test_claude_code_answers_through_the_gateway_and_is_billed(claude, live, tmp_path):
+    result = run_claude(claude, live, tmp_path, "say hi", **PINNED)
     assert result.returncode == 0, result.stderr + result.stdout
     output = json.loads(result.stdout)
     assert output["is_error"] is False and "Simulated reply" in output["result"], output
@@ -47,10 +49,10 @@ def test_claude_code_answers_through_the_gateway_and_is_billed(live, tmp_path):
     assert charge.amount > 0 and charge.request.end_user  # metadata.user_id, kept for attribution
 
 
-def test_claude_codes_own_default_model_gets_an_error_naming_the_models_to_pin(live, tmp_path):
+def test_claude_codes_own_default_model_gets_an_error_naming_the_models_to_pin(claude, live, tmp_path):
     """Without pinned models Claude Code asks for a model newer than the table; the gateway's
     404 names the models the key may use and how to pin them."""
-    result = run_claude(live, tmp_path, "say hi")
+    result = run_claude(claude, live, tmp_path, "say hi")
     output = json.loads(result.stdout)
     assert output["is_error"] is True and "selected model" in output["result"], output
     record = wait_until(lambda: RequestRecord.objects.filter(api_key=live.issued.api_key, api="messages").first())

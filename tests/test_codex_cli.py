@@ -3,7 +3,6 @@
 ``wire_api = "responses"``, the key from an environment variable, a private CODEX_HOME."""
 import json
 import os
-import shutil
 import subprocess
 from decimal import Decimal
 from pathlib import Path
@@ -11,9 +10,6 @@ from pathlib import Path
 import pytest
 
 from billing.models import RequestRecord
-
-NODE_DIR = Path(__file__).resolve().parent / "node"
-CODEX = NODE_DIR / "node_modules" / ".bin" / "codex"
 
 CONFIG = """\
 model = "claude-sonnet-4-6"
@@ -40,14 +36,9 @@ stream_max_retries = 0
 """
 
 
-@pytest.fixture(scope="module")
-def codex():
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("Codex CLI needs node and npm")
-    if not CODEX.exists():
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True,
-                       timeout=600)
-    return CODEX
+@pytest.fixture
+def codex(node_packages) -> Path:
+    return node_packages / "node_modules" / ".bin" / "codex"
 
 
 def run_codex(codex, live, tmp_path, prompt: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
