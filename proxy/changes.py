@@ -25,8 +25,14 @@ from .limits import LimitStore
 
 log = logging.getLogger(__name__)
 
-KEY_CHANNEL = "tokenhub:keys"
 CATALOG = "catalog"  # the model/price table changed
+
+
+def key_channel() -> str:
+    """The channel of this deployment. Unlike keys, pub/sub channels are shared by every
+    database of a Redis server: two deployments on one server (staging on /1, production
+    on /0) must not drop each other's caches, so the database number is in the name."""
+    return f"tokenhub:{redis.connection.parse_url(settings.REDIS_URL).get('db', 0)}:keys"
 
 
 def publish(message: str) -> None:
@@ -35,7 +41,7 @@ def publish(message: str) -> None:
     if settings.REDIS_URL:
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
         try:
-            client.publish(KEY_CHANNEL, message)
+            client.publish(key_channel(), message)
         finally:
             client.close()
 
@@ -46,7 +52,7 @@ async def listen(keys: KeyCache, catalog: CatalogCache) -> None:
         client = aioredis.Redis.from_url(settings.REDIS_URL)
         try:
             async with client.pubsub() as pubsub:
-                await pubsub.subscribe(KEY_CHANNEL)
+                await pubsub.subscribe(key_channel())
                 keys.forget()  # anything cached before we listened may be stale
                 async for message in pubsub.listen():
                     if message.get("type") == "message":

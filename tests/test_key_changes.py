@@ -3,14 +3,18 @@ edits and credit top-ups, made by another process. Without Redis (`make run`) th
 change counter each gateway polls; with Redis through pub/sub."""
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from redis.connection import parse_url
 
 from billing.models import RequestRecord
 from billing.services import add_credit
+from proxy import changes as proxy_changes
 from tokenhub_portal.accounts import changes
 from tokenhub_portal.accounts.models import ApiKey, ConfigVersion, Team
 from tokenhub_portal.accounts.services import revoke_key, set_team_suspended
@@ -135,3 +139,51 @@ def test_every_cached_change_moves_the_counter(transactional_db, seeded, make_ke
     ConfigVersion.objects.all().delete()  # e.g. a restored database
     changes.bump()
     assert changes.current() not in (0, before)
+
+
+class _Spy:
+    """Stands in for a process's key cache and catalog: records what the listener drops."""
+
+    def __init__(self) -> None:
+        self.dropped: list[str | None] = []
+
+    def forget(self, key_hash: str | None = None) -> None:
+        self.dropped.append(key_hash)
+
+    def invalidate(self) -> None:
+        self.dropped.append(proxy_changes.CATALOG)
+
+
+def test_a_deployment_sharing_the_redis_server_does_not_drop_our_caches(settings):
+    """Pub/sub channels span a Redis server's databases: a change published by a deployment
+    on another database (staging beside production) must not reach this one's listener."""
+    if not settings.REDIS_URL:
+        pytest.skip("needs REDIS_URL")
+    ours = settings.REDIS_URL
+    neighbour = urlsplit(ours)._replace(path=f"/{(parse_url(ours).get('db', 0) + 1) % 16}").geturl()
+
+    async def scenario() -> list[str | None]:
+        spy = _Spy()
+        listener = asyncio.create_task(proxy_changes.listen(spy, spy))
+        try:
+            for _ in range(200):  # until it listens (it starts by dropping what it had)
+                if spy.dropped:
+                    break
+                await asyncio.sleep(0.01)
+            spy.dropped.clear()
+            settings.REDIS_URL = neighbour
+            await asyncio.to_thread(proxy_changes.publish, "neighbours-key-hash")
+            settings.REDIS_URL = ours
+            await asyncio.to_thread(proxy_changes.publish, "our-key-hash")
+            for _ in range(200):
+                if spy.dropped:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # anything else on its way arrives too
+            return spy.dropped
+        finally:
+            settings.REDIS_URL = ours
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+
+    assert asyncio.run(scenario()) == ["our-key-hash"]
