@@ -374,6 +374,16 @@ TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTes
 
 
 @pytest.fixture
+def fresh_writer(tmp_path, settings):
+    """The record writer of this test's process runtime, spooling under tmp_path."""
+    settings.SPOOL_DIR = str(tmp_path / "spool")
+    writer = runtime.install(runtime.Runtime()).writer
+    yield writer
+    async_to_sync(writer.drain)()
+    all_priced()  # before the tables are emptied: a pricing worker's row locks would deadlock the flush
+
+
+@pytest.fixture
 def live(transactional_db, seeded, gateway_url, pricing_worker, make_key):
     yield Live(gateway_url, make_key("live-team"))
     # Let the pipeline finish with this test's records before the database is flushed
