@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -165,6 +166,16 @@ def install(runtime: Runtime) -> Runtime:
     return runtime
 
 
+def freeze_startup_heap() -> None:
+    """Takes what start-up built (Django, the models, every module: objects that live as long
+    as the process) out of the cyclic collector's reach. A full collection walked all of it,
+    a 35-65 ms pause of the event loop every few seconds under load that every request in
+    flight waited out: at 32 concurrent calls, the gateway's p99. Reference counting still
+    frees these objects; only a cycle among them that becomes garbage later stays."""
+    gc.collect()  # start-up's own garbage goes first, not into the frozen set
+    gc.freeze()
+
+
 async def lifespan(receive, send) -> None:
     while True:
         message = await receive()
@@ -175,6 +186,7 @@ async def lifespan(receive, send) -> None:
                 log.exception("start-up failed")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
+            freeze_startup_heap()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             try:
