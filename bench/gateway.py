@@ -4,7 +4,7 @@ the gateway in front of it, in one run, on one machine (``make bench``).
 Method
 ------
 - Processes: the simulator (``python -m simulator``, one process), the gateway
-  (``uvicorn tokenhub_portal.asgi:application --workers N`` on uvloop + httptools, against
+  (``python -m tokenhub_portal.server --workers N``: uvicorn workers on uvloop + httptools, against
   a fresh SQLite file under ``var/bench/`` unless ``DATABASE_URL`` is set, with
   ``REDIS_URL`` passed through when set) and, for each run, a load generator in its own
   process (``bench/loadgen.py``). All listen on free ephemeral ports on 127.0.0.1.
@@ -25,7 +25,7 @@ Method
   direct: the first ``content_block_delta``) p50/p99, and errors (non-200, malformed,
   fewer than 12 content chunks, no stream terminator, connection errors, timeouts).
   Added latency = THROUGH - DIRECT, percentile by percentile.
-- CPU: utime+stime from /proc/<pid>/stat of the uvicorn master and all its descendants
+- CPU: utime+stime from /proc/<pid>/stat of the gateway's master and all its descendants
   (the workers), sampled by the load generator right before and shortly after the
   measured phase, divided by the requests in it. The simulator is measured the same way
   (informational: the gateway's cost is its own CPU, not the simulator's).
@@ -173,6 +173,12 @@ class Service:
         self._log.close()
 
 
+def gateway_argv(port: int, workers: int) -> list[str]:
+    """The gateway as production runs it (README, Deploy)."""
+    return [PY, "-m", "tokenhub_portal.server", "--host", HOST, "--port", str(port), "--workers", str(workers),
+            "--log-level", "warning"]
+
+
 def django_env(sim_url: str, database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -291,7 +297,7 @@ def machine_line(workers: int) -> str:
             model = line.split(":", 1)[1].strip()
             break
     return (f"Machine: {len(os.sched_getaffinity(0))} CPUs ({model}), Python {platform.python_version()}; "
-            f"gateway: uvicorn --workers {workers} (uvloop, httptools); simulator: 1 process; "
+            f"gateway: {workers} uvicorn worker(s) (uvloop, httptools, a SO_REUSEPORT socket each); simulator: 1 process; "
             f"load generator: 1 process (raw HTTP/1.1 on uvloop)")
 
 
@@ -389,9 +395,7 @@ def start_services(args: argparse.Namespace, database_url: str,
                      "--rpm", "100000000", "--tpm", "2000000000").strip().splitlines()[-1],
     }
     gw_port = free_port()
-    gateway = Service("gateway", [PY, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", HOST,
-                                  "--port", str(gw_port), "--workers", str(args.workers), "--loop", "uvloop",
-                                  "--http", "httptools", "--no-access-log", "--log-level", "warning"], env, gw_port)
+    gateway = Service("gateway", gateway_argv(gw_port, args.workers), env, gw_port)
     started.append(gateway)
     sim.wait_ready()
     gateway.wait_ready(workers=args.workers if args.workers > 1 else 0)  # 1 worker: no master

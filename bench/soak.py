@@ -2,7 +2,7 @@
 catch what short tests cannot — memory or descriptor leaks, latency creeping up, money
 drifting from the ledger.
 
-Processes: the Anthropic simulator, the gateway (uvicorn, 2 workers), a Celery worker with
+Processes: the Anthropic simulator, the gateway (2 uvicorn workers, tokenhub_portal.server), a Celery worker with
 beat, all on the PostgreSQL of DATABASE_URL and the Redis of REDIS_URL (both required).
 A fresh team and key (with a monthly limit, so every call is reserved and settled) are made
 for the run. An open-loop client sends requests at a fixed rate (a share of them streamed),
@@ -34,7 +34,7 @@ from pathlib import Path
 import orjson
 import uvloop
 
-from bench.gateway import BENCH_DIR, HOST, MODEL, PY, ROOT, Service, django_env, free_port, manage
+from bench.gateway import BENCH_DIR, HOST, MODEL, PY, ROOT, Service, django_env, free_port, gateway_argv, manage
 from bench.loadgen import GATEWAY_CONTENT, GATEWAY_STREAM_END, HttpConnection, ResponseError, percentile, process_tree
 
 SOAK_DIR = ROOT / "var" / "soak"
@@ -92,7 +92,7 @@ def process_name(pid: int) -> str:
         return "?"
     text = " ".join(a.decode(errors="replace") for a in argv if a)
     for marker, name in (("resource_tracker", "resource tracker"), ("multiprocessing.spawn", "gateway worker"),
-                         ("uvicorn", "gateway master"), ("celery", "celery"), ("simulator", "simulator")):
+                         ("tokenhub_portal.server", "gateway master"), ("celery", "celery"), ("simulator", "simulator")):
         if marker in text:
             return name
     return text[:40]
@@ -334,9 +334,7 @@ def start(args, started: list[Service]) -> tuple[dict[str, Service], dict[str, s
     manage(env, "migrate", "-v0")
     team = f"soak-{time.strftime('%Y%m%d-%H%M%S')}"
     key = manage(env, "issue_key", "--team", team, "--name", "soak", "--monthly-limit", "1000000").strip().splitlines()[-1]
-    gateway = Service("soak-gateway", [PY, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", HOST,
-                                       "--port", str(gw_port), "--workers", str(args.workers), "--loop", "uvloop",
-                                       "--http", "httptools", "--no-access-log", "--log-level", "warning"], env, gw_port)
+    gateway = Service("soak-gateway", gateway_argv(gw_port, args.workers), env, gw_port)
     started.append(gateway)
     celery = Service("soak-celery", [PY, "-m", "celery", "-A", "tokenhub_portal", "worker", "--beat", "--pool=solo",
                                      "--loglevel=WARNING", "--without-gossip", "--without-mingle",

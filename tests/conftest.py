@@ -177,7 +177,7 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-# --- real processes: the simulator, the gateway under uvicorn, a Celery worker ----------
+# --- real processes: the simulator, the gateway (uvicorn workers), a Celery worker ----------
 
 def free_port() -> int:
     import socket
@@ -227,10 +227,10 @@ def simulator_url():
 
 
 def start_gateway(simulator_url: str, workers: int = 1, *, log_file: Path | None = None,
-                  uvicorn_args: tuple[str, ...] = (), **env_overrides: str):
-    """The real ASGI app under uvicorn (uvloop/httptools) on the test database. With
-    `log_file`, the processes' stdout and stderr go there; `uvicorn_args` come last (they
-    override the defaults, e.g. --log-level debug)."""
+                  server_args: tuple[str, ...] = (), **env_overrides: str):
+    """The real ASGI app as production serves it (tokenhub_portal.server: uvicorn workers on
+    uvloop/httptools) on the test database. With `log_file`, the processes' stdout and stderr
+    go there; `server_args` come last (they override the defaults, e.g. --log-level debug)."""
     import subprocess
     import sys
 
@@ -241,9 +241,8 @@ def start_gateway(simulator_url: str, workers: int = 1, *, log_file: Path | None
                             **env_overrides})
     output = open(log_file, "ab") if log_file is not None else None  # noqa: SIM115 (the child keeps it)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
-         "--no-access-log", "--log-level", "warning", *uvicorn_args],
+        [sys.executable, "-m", "tokenhub_portal.server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--log-level", "warning", *server_args],
         cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if output else None,
     )
     if output is not None:
@@ -255,7 +254,7 @@ def start_gateway(simulator_url: str, workers: int = 1, *, log_file: Path | None
 
 @pytest.fixture(scope="session")
 def gateway_url(django_db_setup, simulator_url):
-    """One gateway address served by two uvicorn worker processes."""
+    """One gateway address served by two worker processes."""
     url, proc = start_gateway(simulator_url, workers=2)
     yield url
     _stop(proc)

@@ -51,7 +51,7 @@ def test_no_key_material_in_logs_or_records(seeded, make_key, simulator_url, tmp
     keys = {"good": good.plaintext, "revoked": revoked.plaintext,
             "unknown": "th-" + secrets.token_urlsafe(32), "upstream": UPSTREAM_KEY}
     log_file = tmp_path / "gateway.log"
-    url, proc = start_gateway(simulator_url, log_file=log_file, uvicorn_args=("--log-level", "debug", "--access-log"),
+    url, proc = start_gateway(simulator_url, log_file=log_file, server_args=("--log-level", "debug", "--access-log"),
                               LOG_LEVEL="DEBUG", ANTHROPIC_MAX_RETRIES="1")
     try:
         with httpx.Client(base_url=url, timeout=30) as client:

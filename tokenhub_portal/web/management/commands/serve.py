@@ -57,9 +57,8 @@ class Command(BaseCommand):
             self.stdout.write("REDIS_URL is set: run `celery -A tokenhub_portal worker --beat` for pricing, "
                               "roll-ups, alerts and statements.")
         command = [
-            sys.executable, "-m", "uvicorn", "tokenhub_portal.asgi:application", "--host", opts["host"],
-            "--port", str(opts["port"]), "--workers", str(opts["workers"]), "--loop", "uvloop",
-            "--http", "httptools", "--no-access-log",
+            sys.executable, "-m", "tokenhub_portal.server", "--host", opts["host"], "--port", str(opts["port"]),
+            "--workers", str(opts["workers"]),
             # the app ends its own requests after GRACEFUL_SECONDS; this bounds the portal's
             "--timeout-graceful-shutdown", str(settings.GRACEFUL_SECONDS + 5),
         ]
