@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -107,23 +106,22 @@ async def _send_stream(send, receive, chunks: AsyncGenerator[bytes, None], keepa
     """Forward chunks as they are produced while watching for the client to go away:
     servers drop writes to a closed connection silently, so only `receive()` tells us.
     On disconnect the pump is cancelled at once, which closes the upstream stream."""
-    last_sent = [time.monotonic()]
-    clock = time.monotonic if keepalive is not None else None  # streams without a keepalive skip the clock
+    pings = _Pings(send, *keepalive) if keepalive is not None else None
 
     async def pump() -> None:
         try:
             async for chunk in chunks:
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if clock is not None:
-                        last_sent[0] = clock()
+                    if pings is not None:
+                        pings.sent()
         finally:
             await chunks.aclose()  # runs the producer's clean-up now, not at garbage collection
+        if pings is not None:
+            await pings.stop()  # no ping after the end
         await send({"type": "http.response.body", "body": b""})
 
     tasks = {pump_task := asyncio.ensure_future(pump()), asyncio.ensure_future(receive())}
-    if keepalive is not None:
-        tasks.add(asyncio.ensure_future(_keep_alive(send, last_sent, *keepalive)))
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -131,21 +129,55 @@ async def _send_stream(send, receive, chunks: AsyncGenerator[bytes, None], keepa
             if task is not pump_task or not task.done():
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if pings is not None:
+            await pings.stop()
     error = None if pump_task.cancelled() else pump_task.exception()
     if error is not None:
         raise error
 
 
-async def _keep_alive(send, last_sent: list[float], ping: bytes, seconds: float) -> None:
+class _Pings:
     """Sends `ping` whenever the stream was silent for `seconds` (clients such as Claude Code
-    give up on a silent connection while the model thinks). Runs until cancelled."""
-    while True:
-        idle = time.monotonic() - last_sent[0]
-        if idle < seconds:
-            await asyncio.sleep(seconds - idle)
-            continue
-        await send({"type": "http.response.body", "body": ping, "more_body": True})
-        last_sent[0] = time.monotonic()
+    give up on a silent connection while the model thinks). A timer, re-armed when it finds
+    the stream was not silent: a task only when a ping is due, which most streams never
+    reach (a task per stream was a share of a stream's CPU)."""
+
+    __slots__ = ("_send", "_ping", "_seconds", "_loop", "_last_sent", "_timer", "_sending")
+
+    def __init__(self, send, ping: bytes, seconds: float) -> None:
+        self._send, self._ping, self._seconds = send, ping, seconds
+        self._loop = asyncio.get_running_loop()
+        self._last_sent = self._loop.time()
+        self._sending: asyncio.Task | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(seconds, self._due)
+
+    def sent(self) -> None:
+        self._last_sent = self._loop.time()
+
+    def _due(self) -> None:
+        wait = self._last_sent + self._seconds - self._loop.time()
+        if wait > 0:
+            self._timer = self._loop.call_later(wait, self._due)
+        else:
+            self._timer = None
+            self._sending = self._loop.create_task(self._send_ping())
+
+    async def _send_ping(self) -> None:
+        await self._send({"type": "http.response.body", "body": self._ping, "more_body": True})
+        self._last_sent = self._loop.time()
+        self._timer = self._loop.call_later(self._seconds, self._due)
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        sending, self._sending = self._sending, None
+        if sending is not None and not sending.done():
+            sending.cancel()
+            await asyncio.gather(sending, return_exceptions=True)
+        if self._timer is not None:  # re-armed by a ping that finished meanwhile
+            self._timer.cancel()
+            self._timer = None
 
 
 class Router:
