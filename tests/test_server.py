@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from bench.loadgen import process_tree
 
-from .conftest import ROOT, _stop, start_gateway
+from .conftest import ROOT, _stop, start_gateway, wait_until
 
 CONNECTIONS = 16
 
@@ -40,18 +41,23 @@ def _served_by(port: int, client_ports: set[int], workers: list[int]) -> dict[in
     return served
 
 
-def test_connections_opened_together_are_spread_over_the_workers(django_db_setup, simulator_url):
-    """uvicorn's own workers share one socket and the first to wake took every connection
-    waiting (a load balancer's pool: all on one worker, the others idle). Each worker has a
-    socket of its own here (SO_REUSEPORT), and the kernel spreads the connections."""
-    url, proc = start_gateway(simulator_url, workers=2)
-    port = int(url.rsplit(":", 1)[1])
+def _workers(proc) -> list[int]:
+    return [pid for pid in process_tree(proc.pid)[1:] if b"resource_tracker" not in _cmdline(pid)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _connections_per_worker(port: int, workers: list[int]) -> list[int]:
+    """Opens CONNECTIONS connections at once (as a pool fills), one request on each; how many
+    each worker holds."""
     clients = []
     try:
-        workers = [pid for pid in process_tree(proc.pid)[1:] if b"resource_tracker" not in
-                   Path(f"/proc/{pid}/cmdline").read_bytes()]
-        assert len(workers) == 2
-        for _ in range(CONNECTIONS):  # all connected before any is used, as a pool fills
+        for _ in range(CONNECTIONS):
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=10))
         for client in clients:
             client.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
@@ -59,13 +65,50 @@ def test_connections_opened_together_are_spread_over_the_workers(django_db_setup
             assert client.recv(65536).startswith(b"HTTP/1.1 200")
         served = _served_by(port, {c.getsockname()[1] for c in clients}, workers)
         assert len(served) == CONNECTIONS
-        per_worker = [list(served.values()).count(pid) for pid in workers]
-        # by the connections' addresses: all 16 on one worker has a chance of 2 in 65,536
-        assert min(per_worker) > 0, per_worker
+        return [list(served.values()).count(pid) for pid in workers]
     finally:
         for client in clients:
             client.close()
+
+
+def test_connections_opened_together_are_spread_over_the_workers(django_db_setup, simulator_url):
+    """uvicorn's own workers share one socket and the first to wake took every connection
+    waiting (a load balancer's pool: all on one worker, the others idle). Each worker has a
+    socket of its own here (SO_REUSEPORT), and the kernel spreads the connections."""
+    url, proc = start_gateway(simulator_url, workers=2)
+    try:
+        workers = _workers(proc)
+        assert len(workers) == 2
+        per_worker = _connections_per_worker(int(url.rsplit(":", 1)[1]), workers)
+        # by the connections' addresses: all 16 on one worker has a chance of 2 in 65,536
+        assert min(per_worker) > 0, per_worker
+    finally:
         _stop(proc)
+
+
+def test_a_worker_that_dies_is_replaced_by_one_with_its_own_socket(django_db_setup, simulator_url):
+    """The supervisor restarts a dead worker; the replacement must listen too (a worker built
+    with uvicorn's class would get no socket at all and serve nothing)."""
+    url, proc = start_gateway(simulator_url, workers=2)
+    try:
+        first, survivor = _workers(proc)
+        os.kill(first, signal.SIGKILL)
+        replacement = wait_until(lambda: next((pid for pid in _workers(proc) if pid not in (first, survivor)), None),
+                                 timeout=30)
+        wait_until(lambda: b"LISTEN" if _listens(replacement, int(url.rsplit(":", 1)[1])) else None, timeout=30)
+        per_worker = _connections_per_worker(int(url.rsplit(":", 1)[1]), [survivor, replacement])
+        assert min(per_worker) > 0, per_worker
+    finally:
+        _stop(proc)
+
+
+def _listens(pid: int, port: int) -> bool:
+    inodes = _socket_inodes(pid)
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port and fields[9] in inodes:  # LISTEN
+            return True
+    return False
 
 
 def test_a_second_server_on_a_taken_port_refuses_to_start(django_db_setup, simulator_url):
