@@ -363,10 +363,19 @@ def _flush_retrying_deadlocks(teardown):
             try:
                 return teardown(self)
             except CommandError as exc:
-                if attempt == 2 or "deadlock detected" not in str(exc):
+                if attempt == 2 or not _caused_by_deadlock(exc):
                     raise
 
     return fixture_teardown
+
+
+def _caused_by_deadlock(exc: BaseException | None) -> bool:
+    """flush says only "couldn't be flushed"; PostgreSQL's reason is down the cause chain."""
+    while exc is not None:
+        if "deadlock detected" in str(exc):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
