@@ -121,3 +121,21 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(django_db_setup, simul
         assert second.returncode != 0 and "cannot listen on 127.0.0.1" in second.stderr, second.stderr
     finally:
         _stop(proc)
+
+
+def test_the_keep_alive_timeout_is_the_operators_to_set(django_db_setup, simulator_url):
+    """Behind a load balancer idle connections must outlive its own idle timeout (else it reuses
+    one we just closed: a 502); --timeout-keep-alive sets how long we keep them."""
+    url, proc = start_gateway(simulator_url, workers=2, server_args=("--timeout-keep-alive", "1"))
+    try:
+        client = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10)
+        with client:
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
+            response = b""
+            while not response.endswith(b'{"status":"ok"}'):  # head and body may come apart
+                response += client.recv(65536)
+            assert response.startswith(b"HTTP/1.1 200")
+            client.settimeout(3.5)  # uvicorn's default would keep it for 5
+            assert client.recv(65536) == b""  # closed by the server after a second idle
+    finally:
+        _stop(proc)

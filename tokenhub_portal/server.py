@@ -74,15 +74,24 @@ def config_from(argv: list[str] | None = None) -> uvicorn.Config:
     parser.add_argument("--workers", type=int, default=1, help="one per core")
     parser.add_argument("--timeout-graceful-shutdown", type=int, default=None,
                         help="seconds; GRACEFUL_SECONDS + 5 bounds the portal's requests too")
+    parser.add_argument("--timeout-keep-alive", type=int, default=5,
+                        help="seconds an idle connection stays open; behind a load balancer, more than its idle "
+                             "timeout (or it reuses connections we closed: 502s)")
+    parser.add_argument("--forwarded-allow-ips", default=None,
+                        help="proxies whose X-Forwarded-For/-Proto are trusted (default: $FORWARDED_ALLOW_IPS, "
+                             "else the local host)")
+    parser.add_argument("--ssl-certfile", default=None)
+    parser.add_argument("--ssl-keyfile", default=None)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--access-log", action="store_true", help="one log line per request (off by default)")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    # proxy headers: uvicorn's defaults (FORWARDED_ALLOW_IPS from the environment)
     return uvicorn.Config(APP, host=args.host, port=args.port, workers=args.workers, loop="uvloop", http="httptools",
                           log_level=args.log_level, access_log=args.access_log,
-                          timeout_graceful_shutdown=args.timeout_graceful_shutdown)
+                          timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+                          timeout_keep_alive=args.timeout_keep_alive, forwarded_allow_ips=args.forwarded_allow_ips,
+                          ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
 
 
 def main(argv: list[str] | None = None) -> None:
