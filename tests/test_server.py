@@ -139,3 +139,31 @@ def test_the_keep_alive_timeout_is_the_operators_to_set(django_db_setup, simulat
             assert client.recv(65536) == b""  # closed by the server after a second idle
     finally:
         _stop(proc)
+
+
+def test_each_worker_serves_tls_when_given_a_certificate(django_db_setup, simulator_url, tmp_path):
+    import datetime
+
+    import httpx
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    url, proc = start_gateway(simulator_url, workers=2, scheme="https", server_args=(
+        "--ssl-certfile", str(tmp_path / "cert.pem"), "--ssl-keyfile", str(tmp_path / "key.pem")))
+    try:
+        assert url.startswith("https://")
+        for _ in range(8):  # new connections: both workers' sockets
+            assert httpx.get(f"{url}/healthz", verify=False, timeout=10).status_code == 200
+    finally:
+        _stop(proc)
