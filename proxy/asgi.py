@@ -172,12 +172,9 @@ class _Pings:
             self._timer.cancel()
             self._timer = None
         sending, self._sending = self._sending, None
-        if sending is not None and not sending.done():
+        if sending is not None and not sending.done():  # cancelled at its one await: it re-arms nothing
             sending.cancel()
             await asyncio.gather(sending, return_exceptions=True)
-        if self._timer is not None:  # re-armed by a ping that finished meanwhile
-            self._timer.cancel()
-            self._timer = None
 
 
 class Router:
