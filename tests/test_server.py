@@ -27,18 +27,28 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
+def _tcp_sockets(port: int):
+    """(state, peer port, inode) of every IPv4 TCP socket on our side of `port` (/proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            yield fields[3], int(fields[2].split(":")[1], 16), fields[9]
+
+
 def _served_by(port: int, client_ports: set[int], workers: list[int]) -> dict[int, int]:
     """client port → the worker process holding the server side of that connection."""
     owner_of = {inode: pid for pid in workers for inode in _socket_inodes(pid)}
-    served = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-        if state == "01" and int(local.split(":")[1], 16) == port:  # ESTABLISHED, our side
-            client = int(remote.split(":")[1], 16)
-            if client in client_ports and inode in owner_of:
-                served[client] = owner_of[inode]
-    return served
+    return {client: owner_of[inode] for state, client, inode in _tcp_sockets(port)
+            if state == "01" and client in client_ports and inode in owner_of}  # 01: ESTABLISHED
+
+
+def _listens(pid: int, port: int) -> bool:
+    inodes = _socket_inodes(pid)
+    return any(state == "0A" and inode in inodes for state, _, inode in _tcp_sockets(port))  # 0A: LISTEN
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 def _workers(proc) -> list[int]:
@@ -79,7 +89,7 @@ def test_connections_opened_together_are_spread_over_the_workers(django_db_setup
     try:
         workers = _workers(proc)
         assert len(workers) == 2
-        per_worker = _connections_per_worker(int(url.rsplit(":", 1)[1]), workers)
+        per_worker = _connections_per_worker(_port(url), workers)
         # by the connections' addresses: all 16 on one worker has a chance of 2 in 65,536
         assert min(per_worker) > 0, per_worker
     finally:
@@ -95,20 +105,11 @@ def test_a_worker_that_dies_is_replaced_by_one_with_its_own_socket(django_db_set
         os.kill(first, signal.SIGKILL)
         replacement = wait_until(lambda: next((pid for pid in _workers(proc) if pid not in (first, survivor)), None),
                                  timeout=30)
-        wait_until(lambda: b"LISTEN" if _listens(replacement, int(url.rsplit(":", 1)[1])) else None, timeout=30)
-        per_worker = _connections_per_worker(int(url.rsplit(":", 1)[1]), [survivor, replacement])
+        wait_until(lambda: _listens(replacement, _port(url)), timeout=30)
+        per_worker = _connections_per_worker(_port(url), [survivor, replacement])
         assert min(per_worker) > 0, per_worker
     finally:
         _stop(proc)
-
-
-def _listens(pid: int, port: int) -> bool:
-    inodes = _socket_inodes(pid)
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port and fields[9] in inodes:  # LISTEN
-            return True
-    return False
 
 
 def test_a_second_server_on_a_taken_port_refuses_to_start(django_db_setup, simulator_url):
@@ -116,7 +117,7 @@ def test_a_second_server_on_a_taken_port_refuses_to_start(django_db_setup, simul
     url, proc = start_gateway(simulator_url, workers=2)
     try:
         second = subprocess.run([sys.executable, "-m", "tokenhub_portal.server", "--host", "127.0.0.1", "--port",
-                                 url.rsplit(":", 1)[1], "--workers", "2"], cwd=ROOT, capture_output=True, text=True,
+                                 str(_port(url)), "--workers", "2"], cwd=ROOT, capture_output=True, text=True,
                                 timeout=60)
         assert second.returncode != 0 and "cannot listen on 127.0.0.1" in second.stderr, second.stderr
     finally:
@@ -128,7 +129,7 @@ def test_the_keep_alive_timeout_is_the_operators_to_set(django_db_setup, simulat
     one we just closed: a 502); --timeout-keep-alive sets how long we keep them."""
     url, proc = start_gateway(simulator_url, workers=2, server_args=("--timeout-keep-alive", "1"))
     try:
-        client = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10)
+        client = socket.create_connection(("127.0.0.1", _port(url)), timeout=10)
         with client:
             client.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n")
             response = b""
