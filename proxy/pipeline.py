@@ -124,7 +124,7 @@ class Call:
     ttft_ms: int | None = None
     reservation: limits.Reservation | None = None
     recorded: bool = False
-    last_cost: tuple[tuple[int, ...], Decimal | None] | None = None  # the answer's cost is asked for twice
+    last_cost: tuple[Usage, Decimal | None] | None = None  # the answer's cost is asked for twice
 
     def __post_init__(self) -> None:
         self.generation_id = self.generation_id or self.protocol.id_prefix + secrets.token_hex(12)
@@ -139,13 +139,11 @@ class Call:
         return headers
 
     def cost(self, usage: Usage) -> Decimal | None:
-        counts = (usage.input_tokens, usage.cache_write_5m, usage.cache_write_1h, usage.cache_read,
-                  usage.output_tokens)
-        if self.last_cost is not None and self.last_cost[0] == counts:
+        if self.last_cost is not None and self.last_cost[0] == usage:  # frozen: equal counts, equal cost
             return self.last_cost[1]
         price = self.entry.price_at(self.created) if self.entry else None
         cost = None if price is None else compute_cost(price, usage)
-        self.last_cost = (counts, cost)
+        self.last_cost = (usage, cost)
         return cost
 
     def cost_text(self, usage: Usage) -> str | None:

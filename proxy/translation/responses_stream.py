@@ -243,9 +243,7 @@ class ResponsesStream:
     def _text(self, item: _Item, text: str) -> bytes:
         item.parts.append(text)
         self.meter.delivered(text)
-        seq = self._seq
-        self._seq = seq + 1
-        return b'%b%d,"delta":%b}\n\n' % (item.prefix, seq, orjson.dumps(text))
+        return b'%b%d,"delta":%b}\n\n' % (item.prefix, self._next(), orjson.dumps(text))
 
     def _close_message(self, status: str = "completed") -> bytes:
         item = self._message
